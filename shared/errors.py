@@ -1,0 +1,123 @@
+"""The domain's error tree.
+
+Two kinds matter to the worker: ``TransientError`` (try again later, from a
+retry tier) and ``PermanentError`` (fail the job now). The API maps the
+``RequestError`` branch to HTTP status codes in one exception handler.
+Adapters turn library errors into these at their boundary.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "VideoqError",
+    "TransientError",
+    "DependencyUnavailable",
+    "JobTimedOut",
+    "PermanentError",
+    "VideoUnreadable",
+    "InputMissing",
+    "PipelineNotFound",
+    "RequestError",
+    "JobNotFound",
+    "ResultsNotReady",
+    "UnsupportedFileType",
+    "EmptyUpload",
+    "UploadTooLarge",
+    "InvalidParameter",
+    "InvalidPayload",
+    "JobInterrupted",
+]
+
+
+class VideoqError(Exception):
+    """Root of every error videoq raises on purpose."""
+
+
+# --- failures while running a job -------------------------------------------
+
+
+class TransientError(VideoqError):
+    """Might succeed if tried again later: the job goes to the next retry tier."""
+
+
+class DependencyUnavailable(TransientError):
+    """The database, broker or object store could not be reached."""
+
+    def __init__(self, dependency: str, detail: str = "") -> None:
+        self.dependency = dependency
+        super().__init__(f"{dependency} unavailable" + (f": {detail}" if detail else ""))
+
+
+class JobTimedOut(TransientError):
+    """The job ran longer than the per-job time limit."""
+
+
+class PermanentError(VideoqError):
+    """Will fail the same way every time: the job fails at once."""
+
+
+class VideoUnreadable(PermanentError):
+    """The upload is not a decodable video."""
+
+    def __init__(self, detail: str = "") -> None:
+        self.detail = detail
+        super().__init__("Unable to read video file")
+
+
+class InputMissing(PermanentError):
+    """The job's input object is not in the store."""
+
+
+class PipelineNotFound(PermanentError):
+    """No pipeline has that name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__("Pipeline not found")
+
+
+class InvalidPayload(PermanentError):
+    """A queue message that is not the deterministic payload."""
+
+
+# --- errors a client caused ---------------------------------------------------
+
+
+class RequestError(VideoqError):
+    """Raised while handling an HTTP request; mapped to a 4xx in one place."""
+
+
+class JobNotFound(RequestError):
+    def __init__(self) -> None:
+        super().__init__("Job not found")
+
+
+class ResultsNotReady(RequestError):
+    def __init__(self, status: str) -> None:
+        self.status = status
+        super().__init__(f"Results not available: job is {status}")
+
+
+class UnsupportedFileType(RequestError):
+    def __init__(self) -> None:
+        super().__init__("Unsupported file type")
+
+
+class EmptyUpload(RequestError):
+    def __init__(self) -> None:
+        super().__init__("Uploaded file is empty")
+
+
+class UploadTooLarge(RequestError):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"Uploaded file is larger than the limit of {limit} bytes")
+
+
+class InvalidParameter(RequestError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class JobInterrupted(VideoqError):
+    """The job was asked to stop (shutdown, lease lost, time limit)."""

@@ -1,0 +1,109 @@
+"""The job model and its state machine: the only place that knows which
+status may follow which.
+
+The repository turns each ``Transition`` into one guarded
+``UPDATE ... WHERE job_id = $1 AND status = <source> [AND lease_owner = $n]``;
+zero rows means another actor won the race and the caller drops its work.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+__all__ = ["JobStatus", "Transition", "Job", "TERMINAL", "input_key", "results_key"]
+
+
+class JobStatus(str, enum.Enum):
+    #: Waiting for a worker (new, retrying, or handed back).
+    PENDING = "pending"
+    #: Claimed by a worker whose lease is alive.
+    RUNNING = "running"
+    #: Ended without results; ``error_message`` says why.
+    FAILED = "failed"
+    #: Ended with results at ``output_path``.
+    COMPLETED = "completed"
+
+
+TERMINAL = frozenset({JobStatus.FAILED, JobStatus.COMPLETED})
+
+
+class Transition(enum.Enum):
+    """Every legal status change, as ``(source, target, needs the lease)``."""
+
+    #: A worker takes a pending job (counts an attempt).
+    CLAIM = (JobStatus.PENDING, JobStatus.RUNNING, False)
+    #: The worker finished and stored the results.
+    COMPLETE = (JobStatus.RUNNING, JobStatus.COMPLETED, True)
+    #: Permanent error, or attempts used up.
+    FAIL = (JobStatus.RUNNING, JobStatus.FAILED, True)
+    #: Transient error with attempts left: back to pending, via a retry tier.
+    RETRY = (JobStatus.RUNNING, JobStatus.PENDING, True)
+    #: Worker shutting down hands its job back (the attempt is not counted).
+    RELEASE = (JobStatus.RUNNING, JobStatus.PENDING, True)
+    #: The janitor found the lease expired (the worker died).
+    EXPIRE = (JobStatus.RUNNING, JobStatus.PENDING, False)
+    #: The janitor found the lease expired and no attempts left.
+    EXPIRE_FAIL = (JobStatus.RUNNING, JobStatus.FAILED, False)
+    #: An operator replays a failed job.
+    REPLAY = (JobStatus.FAILED, JobStatus.PENDING, False)
+
+    @property
+    def source(self) -> JobStatus:
+        return self.value[0]  # type: ignore[no-any-return]
+
+    @property
+    def target(self) -> JobStatus:
+        return self.value[1]  # type: ignore[no-any-return]
+
+    @property
+    def needs_lease(self) -> bool:
+        """True when only the lease owner may make this transition."""
+        return self.value[2]  # type: ignore[no-any-return]
+
+    @classmethod
+    def allowed(cls, source: JobStatus, target: JobStatus) -> bool:
+        return any(t.source is source and t.target is target for t in cls)
+
+
+def input_key(job_id: UUID) -> str:
+    """Object key of a job's upload: derived from the id, never the file name."""
+    return f"inputs/{job_id}.mp4"
+
+
+def results_key(job_id: UUID) -> str:
+    """Object key of a job's results document."""
+    return f"results/{job_id}.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One row of the job table."""
+
+    job_id: UUID
+    status: JobStatus
+    created_at: datetime
+    updated_at: datetime
+    input_path: str
+    output_path: str | None
+    error_message: str | None
+    progress: float
+    attempts: int
+    pipeline: str
+    options: dict[str, Any] = field(default_factory=dict)
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    published_at: datetime | None = None
+    input_bytes: int | None = None
+
+    @property
+    def frame_stride(self) -> int:
+        return int(self.options.get("frame_stride", 1))
+
+    @property
+    def max_frames(self) -> int | None:
+        value = self.options.get("max_frames")
+        return None if value is None else int(value)

@@ -1,0 +1,110 @@
+"""The one settings object. Built once in each entry point and passed in.
+
+Every field is read from an environment variable with the ``VIDEOQ_`` prefix
+(``amqp_url`` <- ``VIDEOQ_AMQP_URL``). Business code never reads the
+environment itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "redact_url"]
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (safe to log)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+class Settings(BaseSettings):
+    """videoq's configuration; see the README's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix="VIDEOQ_", extra="ignore", frozen=True)
+
+    #: RabbitMQ connection URL.
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    #: PostgreSQL connection URL.
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/videoq")
+    #: Object store: ``s3://bucket[/prefix]`` or ``file:///path``.
+    storage_url: str = "s3://videoq"
+    #: S3 endpoint (MinIO, moto); credentials come from the usual ``AWS_*`` variables.
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+
+    #: Uploads larger than this are refused with 413 (the rest is not read).
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+    #: Claims a job may have before it fails for good.
+    max_attempts: int = Field(default=5, ge=1)
+    #: How long a worker's claim lasts without a heartbeat.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    #: Delays of the retry tiers, in seconds, shortest first.
+    retry_delays: Annotated[tuple[float, ...], NoDecode] = (10.0, 60.0, 600.0)
+    #: A job running longer than this is stopped and retried (keep it below
+    #: the broker's consumer_timeout).
+    job_timeout_seconds: float = Field(default=1200.0, gt=0)
+    #: How often the janitor sweeps.
+    janitor_interval_seconds: float = Field(default=5.0, gt=0)
+    #: A pending job not confirmed as published for this long is published again.
+    outbox_grace_seconds: float = Field(default=15.0, gt=0)
+    #: The quorum queue's delivery limit (crash loops before a claim).
+    delivery_limit: int = Field(default=10, ge=1)
+    #: How long a worker finishes its job in hand after SIGTERM before handing it back.
+    shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+    #: Jobs one worker process runs at once.
+    worker_concurrency: int = Field(default=1, ge=1)
+    #: Progress is written at most this often (coarse, never per frame).
+    progress_interval_seconds: float = Field(default=2.0, gt=0)
+
+    default_pipeline: str = "basic"
+    default_frame_stride: int = Field(default=1, ge=1)
+    max_frames_limit: int = Field(default=100_000, ge=1)
+
+    #: Topology names (what SREs see in the management UI).
+    exchange_jobs: str = "videoq.jobs"
+    queue_process: str = "videoq.jobs.process"
+    exchange_retry: str = "videoq.retry"
+    exchange_dead: str = "videoq.dead"
+    queue_dead: str = "videoq.dead.jobs"
+
+    #: Port of the worker's and janitor's health and metrics endpoint (0: off).
+    ops_port: int = Field(default=9100, ge=0, le=65535)
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+    log_level: str = "INFO"
+
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _parse_delays(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(float(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _check_delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(d <= 0 for d in value):
+            raise ValueError("retry_delays needs at least one positive delay")
+        if list(value) != sorted(value):
+            raise ValueError("retry_delays must be in increasing order")
+        return value
+
+    @model_validator(mode="after")
+    def _check_storage(self) -> Settings:
+        if not self.storage_url.startswith(("s3://", "file://")):
+            raise ValueError("storage_url must start with s3:// or file://")
+        return self
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict that is safe to log: no passwords."""
+        data = self.model_dump()
+        data["amqp_url"] = redact_url(self.amqp_url.get_secret_value())
+        data["database_url"] = redact_url(self.database_url.get_secret_value())
+        return data

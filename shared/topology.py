@@ -1,0 +1,119 @@
+"""The RabbitMQ topology, as plain data built from the settings.
+
+The AMQP adapter declares exactly this at start-up of every service, and the
+definitions file that compose and Kubernetes load is checked against it, so
+the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.settings import Settings
+
+__all__ = [
+    "Exchange",
+    "Queue",
+    "Binding",
+    "Topology",
+    "build_topology",
+    "tier_name",
+    "PROCESS_KEY",
+]
+
+#: Routing key of new work on the jobs exchange.
+PROCESS_KEY = "process"
+
+
+@dataclass(frozen=True)
+class Exchange:
+    name: str
+    type: str  # "direct" | "fanout" | "topic"
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Binding:
+    exchange: str
+    queue: str
+    routing_key: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    exchanges: tuple[Exchange, ...]
+    queues: tuple[Queue, ...]
+    bindings: tuple[Binding, ...]
+    #: Retry tier names, shortest delay first (routing keys on the retry exchange).
+    tiers: tuple[str, ...]
+
+
+def tier_name(delay_seconds: float) -> str:
+    """A readable tier name: 10 -> "10s", 60 -> "1m", 600 -> "10m", 7200 -> "2h"."""
+    whole = int(delay_seconds)
+    if whole != delay_seconds or whole < 1:
+        return f"{int(delay_seconds * 1000)}ms"
+    for unit, size in (("h", 3600), ("m", 60)):
+        if whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def _quorum(**extra: Any) -> dict[str, Any]:
+    # At-least-once dead-lettering needs overflow=reject-publish; plain
+    # dead-lettering can drop a message if the target is briefly unavailable.
+    return {
+        "x-queue-type": "quorum",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+        **extra,
+    }
+
+
+def build_topology(settings: Settings) -> Topology:
+    """Exchanges, queues (with their arguments) and bindings for ``settings``."""
+    tiers = tuple(tier_name(d) for d in settings.retry_delays)
+    exchanges = (
+        Exchange(settings.exchange_jobs, "direct"),
+        Exchange(settings.exchange_retry, "direct"),
+        Exchange(settings.exchange_dead, "fanout"),
+    )
+    queues = [
+        Queue(
+            settings.queue_process,
+            _quorum(
+                **{
+                    "x-delivery-limit": settings.delivery_limit,
+                    "x-dead-letter-exchange": settings.exchange_dead,
+                }
+            ),
+        ),
+        # The parking lot keeps messages until an operator acts: no DLX of its own.
+        Queue(settings.queue_dead, {"x-queue-type": "quorum"}),
+    ]
+    bindings = [
+        Binding(settings.exchange_jobs, settings.queue_process, PROCESS_KEY),
+        Binding(settings.exchange_dead, settings.queue_dead, ""),
+    ]
+    for tier, delay in zip(tiers, settings.retry_delays, strict=True):
+        name = f"{settings.exchange_retry}.{tier}"
+        queues.append(
+            Queue(
+                name,
+                _quorum(
+                    **{
+                        "x-message-ttl": int(delay * 1000),
+                        "x-dead-letter-exchange": settings.exchange_jobs,
+                        "x-dead-letter-routing-key": PROCESS_KEY,
+                    }
+                ),
+            )
+        )
+        bindings.append(Binding(settings.exchange_retry, name, tier))
+    return Topology(tuple(exchanges), tuple(queues), tuple(bindings), tiers)
