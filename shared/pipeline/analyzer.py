@@ -1,0 +1,45 @@
+"""The frame analyzer: the unit a pipeline is made of.
+
+An analyzer is created fresh for every job (by its factory), sees each sampled
+frame once, in order, and reports a summary at the end. It may keep state
+between frames (the previous frame for motion, the shots found so far), but it
+must not keep references to a :class:`~shared.pipeline.frame.Frame` or to the
+arrays it hands out after ``analyze`` returns: the decoder reuses that memory.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from shared.pipeline.frame import Frame
+
+__all__ = ["Analyzer", "AnalyzerFactory"]
+
+
+class Analyzer(ABC):
+    """Base class of frame analyzers (built-in and third-party)."""
+
+    @abstractmethod
+    def analyze(self, frame: Frame) -> dict[str, Any]:
+        """Return this frame's result: a JSON-able dict of plain Python values.
+
+        The pipeline merges the dicts of its analyzers into the frame's
+        ``result``, so an analyzer owns its keys: two analyzers of one pipeline
+        must not return the same key.
+        """
+
+    def summary(self) -> dict[str, Any]:
+        """Return the job-level summary (JSON-able), called once after the last frame.
+
+        An empty dict leaves no entry in the results document's ``summary``.
+        """
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most analyzers hold nothing
+        """Release resources (always called, also when the job fails)."""
+
+
+#: Makes a new analyzer for one job: a class or any zero-argument callable.
+AnalyzerFactory = Callable[[], Analyzer]

@@ -1,0 +1,1 @@
+"""The built-in frame analyzers, one module each."""

@@ -1,0 +1,271 @@
+"""``VideoFilePipelineService``: decode an MP4, run a named pipeline, stream the results.
+
+Synchronous and CPU-bound: the worker runs :meth:`VideoFilePipelineService.analyze`
+in a thread. Memory stays flat whatever the video length: one decoded frame at
+a time (plus the decoder's own threads), results written to disk as they come.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from shared.errors import JobInterrupted
+from shared.pipeline.analyzer import Analyzer
+from shared.pipeline.document import ResultsWriter
+from shared.pipeline.errors import VideoLimitExceeded
+from shared.pipeline.frame import Frame
+from shared.pipeline.registry import PipelineRegistry
+from shared.pipeline.video import VideoInfo, open_video
+from shared.settings import Settings
+
+__all__ = ["AnalysisSummary", "VideoFilePipelineService"]
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisSummary:
+    """What one :meth:`VideoFilePipelineService.analyze` call did."""
+
+    job_id: UUID
+    pipeline: str
+    video: VideoInfo
+    frame_stride: int
+    max_frames: int | None
+    #: Frames decoded, sampled or not (decoding stops after the last sampled frame).
+    frames_decoded: int
+    #: Frames the pipeline analysed (entries in ``results``).
+    frames_sampled: int
+    #: Per-analyzer summaries, by analyzer name (as in the document's ``summary``).
+    analyzers: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    #: Wall-clock seconds spent in ``analyze``.
+    elapsed_s: float = 0.0
+    #: Size of the results document in bytes.
+    output_bytes: int = 0
+
+    def document_summary(self) -> dict[str, Any]:
+        """The results document's ``summary`` object."""
+        return {
+            "frames_decoded": self.frames_decoded,
+            "frames_sampled": self.frames_sampled,
+            "frame_stride": self.frame_stride,
+            "max_frames": self.max_frames,
+            **self.analyzers,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything, JSON-able (for logs and the worker's job record)."""
+        return {
+            "job_id": str(self.job_id),
+            "pipeline": self.pipeline,
+            "video": self.video.as_dict(),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "output_bytes": self.output_bytes,
+            **self.document_summary(),
+        }
+
+
+class VideoFilePipelineService:
+    """Runs named pipelines over MP4 files; one instance serves many jobs (thread-safe)."""
+
+    def __init__(
+        self,
+        *,
+        registry: PipelineRegistry,
+        max_width: int = 7680,
+        max_height: int = 4320,
+        max_frames_limit: int = 100_000,
+        max_duration_seconds: float | None = None,
+        progress_interval: float = 2.0,
+    ) -> None:
+        if max_width < 1 or max_height < 1 or max_frames_limit < 1:
+            raise ValueError("limits must be positive")
+        if progress_interval <= 0:
+            raise ValueError("progress_interval must be positive")
+        self._registry = registry
+        self._max_width = max_width
+        self._max_height = max_height
+        self._max_frames_limit = max_frames_limit
+        self._max_duration = max_duration_seconds
+        self._progress_interval = progress_interval
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, registry: PipelineRegistry, **limits: Any
+    ) -> VideoFilePipelineService:
+        """A service with the frame limit and progress interval from ``settings``."""
+        return cls(
+            registry=registry,
+            max_frames_limit=settings.max_frames_limit,
+            progress_interval=settings.progress_interval_seconds,
+            **limits,
+        )
+
+    @property
+    def registry(self) -> PipelineRegistry:
+        return self._registry
+
+    def analyze(
+        self,
+        input_path: Path,
+        output_path: Path,
+        *,
+        job_id: UUID,
+        pipeline: str,
+        frame_stride: int = 1,
+        max_frames: int | None = None,
+        on_progress: Callable[[float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> AnalysisSummary:
+        """Analyse every ``frame_stride``-th frame (0, s, 2s, ...) of ``input_path``.
+
+        Stops after ``max_frames`` sampled frames. Writes the results document
+        to ``output_path`` (complete, or not at all) and returns its summary.
+
+        ``on_progress(fraction)`` gets the fraction of the expected sampled
+        frames done, at most once per ``progress_interval`` seconds (never per
+        frame, and not at the end). ``should_stop()`` is asked before each
+        sampled frame; when it returns true the job stops with ``JobInterrupted``.
+
+        Raises ``PipelineNotFound`` (unknown pipeline), ``VideoUnreadable`` (not
+        a decodable MP4 with a video stream, including errors mid-decode),
+        ``VideoLimitExceeded`` (over a size, frame or duration limit),
+        ``JobInterrupted``, ``ValueError`` (bad ``frame_stride``/``max_frames``),
+        and whatever an analyzer raises (``AnalyzerUnavailable`` for a missing tool).
+        """
+        if frame_stride < 1:
+            raise ValueError("frame_stride must be at least 1")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError("max_frames must be at least 1")
+        pipe = self._registry.get(pipeline)
+        started = time.monotonic()
+        with open_video(input_path) as video:
+            info = video.info
+            planned = self._check_limits(info, frame_stride, max_frames)
+            cap = max_frames if max_frames is not None else math.inf
+            analyzers = pipe.create()
+            writer: ResultsWriter | None = None
+            try:
+                writer = ResultsWriter(
+                    output_path,
+                    header={"job_id": str(job_id), "video": info.as_dict(), "pipeline": pipe.name},
+                )
+                sampled = 0
+                decoded = 0
+                next_sample = 0
+                fps = info.fps
+                report_at = started + self._progress_interval
+                for index, av_frame in enumerate(video.frames()):
+                    decoded = index + 1
+                    if index != next_sample:
+                        continue  # not sampled: its decode is all it costs
+                    if should_stop is not None and should_stop():
+                        raise JobInterrupted(f"stopped after {sampled} sampled frames")
+                    if sampled >= self._max_frames_limit:
+                        raise VideoLimitExceeded(
+                            f"Video has more than {self._max_frames_limit} frames to analyse"
+                            f" at frame_stride {frame_stride}; use a larger frame_stride"
+                            " or max_frames"
+                        )
+                    seconds = av_frame.time
+                    if seconds is None:
+                        seconds = index / fps if fps else 0.0
+                    timestamp = round(seconds, 6)
+                    result = _run(analyzers, Frame(av_frame, index=index, timestamp_s=timestamp))
+                    writer.write({"frame_index": index, "timestamp_s": timestamp, "result": result})
+                    sampled += 1
+                    if sampled >= cap:
+                        break
+                    next_sample += frame_stride
+                    if on_progress is not None and planned:
+                        now = time.monotonic()
+                        if now >= report_at:
+                            report_at = now + self._progress_interval
+                            on_progress(min(1.0, sampled / planned))
+                summaries = {}
+                for name, analyzer in analyzers:
+                    part = analyzer.summary()
+                    if part:
+                        summaries[name] = part
+                summary = AnalysisSummary(
+                    job_id=job_id,
+                    pipeline=pipe.name,
+                    video=info,
+                    frame_stride=frame_stride,
+                    max_frames=max_frames,
+                    frames_decoded=decoded,
+                    frames_sampled=sampled,
+                    analyzers=summaries,
+                )
+                output_bytes = writer.finish(summary.document_summary())
+            except BaseException:
+                if writer is not None:
+                    writer.abort()
+                raise
+            finally:
+                for _, analyzer in analyzers:
+                    analyzer.close()
+        return AnalysisSummary(
+            job_id=summary.job_id,
+            pipeline=summary.pipeline,
+            video=summary.video,
+            frame_stride=frame_stride,
+            max_frames=max_frames,
+            frames_decoded=summary.frames_decoded,
+            frames_sampled=summary.frames_sampled,
+            analyzers=summary.analyzers,
+            elapsed_s=time.monotonic() - started,
+            output_bytes=output_bytes,
+        )
+
+    def _check_limits(self, info: VideoInfo, frame_stride: int, max_frames: int | None) -> int:
+        """Raise ``VideoLimitExceeded`` if over a limit.
+
+        Returns the planned number of sampled frames (0 if unknown).
+        """
+        if info.width > self._max_width or info.height > self._max_height:
+            raise VideoLimitExceeded(
+                f"Video is {info.width}x{info.height}, larger than the limit of"
+                f" {self._max_width}x{self._max_height}"
+            )
+        if (
+            self._max_duration is not None
+            and info.duration_s is not None
+            and info.duration_s > self._max_duration
+        ):
+            raise VideoLimitExceeded(
+                f"Video lasts {info.duration_s:g} s, longer than the limit of"
+                f" {self._max_duration:g} s"
+            )
+        if info.frame_count is None:
+            # Unknown length: the limit is enforced while decoding instead.
+            return max_frames or 0
+        planned = -(-info.frame_count // frame_stride)
+        if max_frames is not None:
+            planned = min(planned, max_frames)
+        if planned > self._max_frames_limit:
+            raise VideoLimitExceeded(
+                f"Video has {planned} frames to analyse at frame_stride {frame_stride},"
+                f" more than the limit of {self._max_frames_limit}; use a larger"
+                " frame_stride or max_frames"
+            )
+        return planned
+
+
+def _run(analyzers: list[tuple[str, Analyzer]], frame: Frame) -> dict[str, Any]:
+    if not analyzers:
+        return {}
+    if len(analyzers) == 1:
+        return analyzers[0][1].analyze(frame)
+    result: dict[str, Any] = {}
+    for name, analyzer in analyzers:
+        part = analyzer.analyze(frame)
+        if not result.keys().isdisjoint(part):
+            clash = sorted(result.keys() & part.keys())
+            raise RuntimeError(f"analyzer {name!r} returned keys already in the result: {clash}")
+        result.update(part)
+    return result

@@ -1,0 +1,175 @@
+"""Opening a video: container checks, metadata, and threaded decoding with PyAV.
+
+Every way a file can be unreadable ends here as ``VideoUnreadable`` (message
+"Unable to read video file", the reason in ``.detail``). PyAV alone is not
+enough: a file truncated after a front-placed ``moov`` opens and fails only
+mid-decode, an audio-only MP4 opens with no video stream, and a Matroska file
+renamed ``.mp4`` opens fine. So the top-level ISO-BMFF boxes are walked first
+(they must tile the file exactly and include ``moov``), the video stream is
+checked for, and decode errors are translated as they happen.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+
+from shared.errors import VideoUnreadable
+
+__all__ = ["OpenVideo", "VideoInfo", "check_iso_bmff", "open_video"]
+
+# A file with more top-level boxes than this is refused (a fragmented MP4 of
+# several hours has a few tens of thousands).
+_MAX_TOP_LEVEL_BOXES = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    """Video stream metadata, as written into the results document's ``video``."""
+
+    codec: str
+    width: int
+    height: int
+    #: Average frame rate (frames per second); 0.0 when the container has none.
+    fps: float
+    #: Duration of the video stream in seconds (of the container if the stream has none).
+    duration_s: float | None
+    #: Frame count from the container; estimated from duration x fps when absent.
+    frame_count: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_iso_bmff(path: Path) -> None:
+    """Walk the file's top-level boxes; raise ``VideoUnreadable`` unless they tile it.
+
+    The boxes must cover the file exactly (no truncation, no trailing bytes),
+    have printable four-character types, and include ``moov``.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise VideoUnreadable("the file is empty")
+    seen_moov = False
+    offset = 0
+    count = 0
+    with path.open("rb") as f:
+        while offset < size:
+            count += 1
+            if count > _MAX_TOP_LEVEL_BOXES:
+                raise VideoUnreadable("too many top-level boxes")
+            f.seek(offset)
+            header = f.read(16)
+            if len(header) < 8:
+                raise VideoUnreadable(f"truncated box header at byte {offset}")
+            box_size, box_type = struct.unpack(">I4s", header[:8])
+            header_size = 8
+            if box_size == 1:
+                if len(header) < 16:
+                    raise VideoUnreadable(f"truncated box header at byte {offset}")
+                (box_size,) = struct.unpack(">Q", header[8:16])
+                header_size = 16
+            elif box_size == 0:  # "extends to the end of the file"
+                box_size = size - offset
+            if not all(0x20 <= b < 0x7F for b in box_type):
+                raise VideoUnreadable(f"not an ISO-BMFF (MP4) file: bad box type at byte {offset}")
+            name = box_type.decode("ascii")
+            if box_size < header_size:
+                raise VideoUnreadable(f"box {name!r} at byte {offset} has invalid size {box_size}")
+            if offset + box_size > size:
+                raise VideoUnreadable(
+                    f"truncated file: box {name!r} at byte {offset} needs {box_size} bytes,"
+                    f" only {size - offset} remain"
+                )
+            seen_moov = seen_moov or name == "moov"
+            offset += box_size
+    if not seen_moov:
+        raise VideoUnreadable("no 'moov' box: the file's index is missing")
+
+
+class OpenVideo:
+    """An open container and its first video stream; use as a context manager."""
+
+    def __init__(self, container: Any, stream: av.VideoStream, info: VideoInfo) -> None:
+        self._container = container
+        self.stream = stream
+        self.info = info
+
+    def __enter__(self) -> OpenVideo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def frames(self) -> Iterator[av.VideoFrame]:
+        """Decoded frames in output order; a decode error raises ``VideoUnreadable``."""
+        decoder = self._container.decode(self.stream)
+        decoded = 0
+        while True:
+            try:
+                frame = next(decoder)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:
+                raise VideoUnreadable(f"decoding failed after {decoded} frames: {exc}") from None
+            decoded += 1
+            yield frame
+        if decoded == 0:
+            raise VideoUnreadable("the video stream has no decodable frames")
+
+
+def open_video(path: Path) -> OpenVideo:
+    """Check and open ``path``, with threaded decoding of its first video stream.
+
+    Raises ``VideoUnreadable`` when the file is not a readable MP4 with a video
+    stream, and ``FileNotFoundError`` when there is no file at all.
+    """
+    check_iso_bmff(path)
+    try:
+        container: Any = av.open(str(path), mode="r")
+    except av.error.FFmpegError as exc:
+        raise VideoUnreadable(f"cannot open: {exc}") from None
+    try:
+        if not container.streams.video:
+            raise VideoUnreadable("the file has no video stream")
+        stream: av.VideoStream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        info = _read_info(container, stream)
+    except BaseException:
+        container.close()
+        raise
+    return OpenVideo(container, stream, info)
+
+
+def _read_info(container: Any, stream: av.VideoStream) -> VideoInfo:
+    ctx = stream.codec_context
+    width, height = int(ctx.width or 0), int(ctx.height or 0)
+    if width <= 0 or height <= 0:
+        raise VideoUnreadable("the video stream has no frame size")
+    rate = stream.average_rate or stream.guessed_rate
+    fps = round(float(rate), 6) if rate else 0.0
+    duration_s: float | None = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration_s = round(float(stream.duration * stream.time_base), 6)
+    elif container.duration is not None:
+        duration_s = round(container.duration / av.time_base, 6)
+    frame_count: int | None = int(stream.frames) if stream.frames else None
+    if frame_count is None and duration_s is not None and fps > 0:
+        frame_count = round(duration_s * fps)
+    return VideoInfo(
+        codec=str(ctx.name),
+        width=width,
+        height=height,
+        fps=fps,
+        duration_s=duration_s,
+        frame_count=frame_count,
+    )

@@ -1,0 +1,246 @@
+"""Test videos, generated with PyAV (no files checked in, nothing downloaded).
+
+Every generator writes H.264 in MP4 with a constant frame rate and a time base
+of ``1/fps``, so frame ``i`` has ``pts == i`` and a timestamp of exactly ``i / fps``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "RGB",
+    "Image",
+    "face_image",
+    "make_audio_only_mp4",
+    "make_mkv",
+    "make_mp4",
+    "remove_box",
+    "segment_frame",
+    "text_image",
+    "top_level_boxes",
+    "truncate",
+    "write_mp4",
+]
+
+#: An RGB frame, ``uint8`` (height, width, 3).
+Image = NDArray[np.uint8]
+RGB = tuple[int, int, int]
+
+# Distinct looks for scene segments: base colour and a pattern kind each, so
+# neighbouring segments differ in brightness, colour and texture.
+_SEGMENT_LOOKS: Sequence[tuple[RGB, str]] = (
+    ((200, 40, 40), "stripes"),
+    ((30, 60, 200), "checker"),
+    ((40, 190, 60), "circles"),
+    ((230, 220, 60), "stripes"),
+    ((120, 30, 150), "checker"),
+)
+
+
+def write_mp4(
+    path: Path,
+    frames: Iterable[Image],
+    *,
+    fps: int = 10,
+    codec: str = "libx264",
+    options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
+) -> Path:
+    """Encode RGB ``frames`` into an MP4 at ``path`` (size taken from the first frame)."""
+    stream = None
+    with av.open(str(path), mode="w", format="mp4", options=container_options or {}) as out:
+        for i, image in enumerate(frames):
+            if stream is None:
+                stream = out.add_stream(codec, rate=fps, options=options or {})
+                stream.width, stream.height = image.shape[1], image.shape[0]
+                stream.pix_fmt = "yuv420p"
+                stream.time_base = Fraction(1, fps)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            out.mux(stream.encode(frame))
+        if stream is None:
+            raise ValueError("no frames")
+        out.mux(stream.encode(None))
+    return path
+
+
+def segment_frame(segment: int, index: int, *, width: int, height: int) -> Image:
+    """Frame ``index`` of scene ``segment``: a textured look per segment, moving slowly."""
+    colour, kind = _SEGMENT_LOOKS[segment % len(_SEGMENT_LOOKS)]
+    image = np.empty((height, width, 3), np.uint8)
+    image[:] = colour
+    shift = index * 2  # gentle motion inside a shot
+    dark = tuple(c // 3 for c in colour)
+    if kind == "stripes":
+        for x in range(-width, width, 16):
+            cv2.rectangle(image, (x + shift, 0), (x + shift + 7, height), dark, -1)
+    elif kind == "checker":
+        cell = max(8, width // 8)
+        for y in range(0, height, cell):
+            for x in range(0, width, cell):
+                if (x // cell + y // cell) % 2:
+                    cv2.rectangle(image, (x, y), (x + cell - 1, y + cell - 1), dark, -1)
+        cv2.circle(image, ((shift * 2) % width, height // 2), max(3, height // 8), (255,) * 3, -1)
+    else:
+        for k in range(4):
+            centre = ((k * width // 4 + shift) % width, height // 2)
+            cv2.circle(image, centre, max(3, height // 6), dark, -1)
+    return image
+
+
+def make_mp4(
+    path: Path,
+    *,
+    seconds: float = 1.0,
+    fps: int = 10,
+    width: int = 64,
+    height: int = 48,
+    segments: int = 1,
+    frame: Callable[[int], Image] | None = None,
+    faststart: bool = False,
+    bframes: bool = True,
+) -> Path:
+    """A ``seconds`` x ``fps`` frame H.264 MP4.
+
+    Without ``frame``, the video is ``segments`` equal-length shots of distinct
+    looks (shot ``k`` starts at frame ``k * n // segments``); ``frame(i)`` gives
+    frame ``i`` instead. ``faststart`` puts ``moov`` before ``mdat``.
+    """
+    count = round(seconds * fps)
+
+    def render(i: int) -> Image:
+        if frame is not None:
+            return frame(i)
+        seg = i * segments // count
+        return segment_frame(seg, i, width=width, height=height)
+
+    options = {"preset": "ultrafast", "tune": "zerolatency"} if not bframes else {"bf": "2"}
+    options.setdefault("preset", "ultrafast")
+    return write_mp4(
+        path,
+        (render(i) for i in range(count)),
+        fps=fps,
+        options=options,
+        container_options={"movflags": "faststart"} if faststart else None,
+    )
+
+
+def make_audio_only_mp4(path: Path, *, seconds: float = 0.5) -> Path:
+    """An MP4 with one AAC audio stream and no video."""
+    rate = 16000
+    with av.open(str(path), mode="w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        samples = int(rate * seconds)
+        tone = (np.sin(np.arange(samples) * 2 * np.pi * 440 / rate) * 0.3).astype(np.float32)
+        chunk = 1024
+        for start in range(0, samples, chunk):
+            part = tone[start : start + chunk].reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(part, format="fltp", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = start
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def make_mkv(path: Path, *, frames: int = 5) -> Path:
+    """A Matroska video (whatever ``path``'s suffix says)."""
+    with av.open(str(path), mode="w", format="matroska") as out:
+        stream = out.add_stream("libx264", rate=10, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            image = segment_frame(0, i, width=64, height=48)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def top_level_boxes(path: Path) -> list[tuple[str, int, int]]:
+    """``(type, offset, size)`` of each top-level ISO-BMFF box."""
+    data = path.read_bytes()
+    boxes = []
+    offset = 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        if size == 1:
+            (size,) = struct.unpack(">Q", data[offset + 8 : offset + 16])
+        elif size == 0:
+            size = len(data) - offset
+        boxes.append((kind.decode("latin-1"), offset, size))
+        offset += size
+    return boxes
+
+
+def remove_box(path: Path, kind: str, *, out: Path | None = None) -> Path:
+    """Copy of the MP4 without its top-level ``kind`` box (e.g. ``"moov"``)."""
+    data = path.read_bytes()
+    for name, offset, size in top_level_boxes(path):
+        if name == kind:
+            data = data[:offset] + data[offset + size :]
+            break
+    else:
+        raise ValueError(f"no {kind!r} box in {path}")
+    target = out or path
+    target.write_bytes(data)
+    return target
+
+
+def truncate(path: Path, *, keep: float | int, out: Path | None = None) -> Path:
+    """Copy of the file cut after ``keep`` bytes (an int) or that fraction (a float)."""
+    data = path.read_bytes()
+    n = keep if isinstance(keep, int) else int(len(data) * keep)
+    target = out or path
+    target.write_bytes(data[:n])
+    return target
+
+
+def text_image(
+    text: str, *, width: int = 640, height: int = 360, scale: float = 2.0, thickness: int = 3
+) -> Image:
+    """Black text on a white frame, centred, drawn with ``cv2.putText``."""
+    image = np.full((height, width, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (tw, th), _ = cv2.getTextSize(text, font, scale, thickness)
+    origin = ((width - tw) // 2, (height + th) // 2)
+    cv2.putText(image, text, origin, font, scale, (0, 0, 0), thickness, cv2.LINE_AA)
+    return image
+
+
+def face_image(*, width: int = 640, height: int = 360, size: int = 160) -> Image:
+    """A synthetic frontal face, drawn so that OpenCV's Haar cascade detects it.
+
+    Haar features look for a bright face with darker eye bands over a brighter
+    cheek band and nose bridge; this draws exactly that, on a mid-grey background.
+    The face is centred, about ``size`` pixels wide.
+    """
+    image = np.full((height, width, 3), 90, np.uint8)
+    cx, cy = width // 2, height // 2
+    s = size / 100.0
+
+    def p(x: float, y: float) -> tuple[int, int]:
+        return int(cx + x * s), int(cy + y * s)
+
+    def r(v: float) -> int:
+        return max(1, int(v * s))
+
+    skin = (205, 170, 150)
+    cv2.ellipse(image, p(0, 5), (r(46), r(60)), 0, 0, 360, skin, -1)  # face
+    cv2.ellipse(image, p(0, -48), (r(48), r(22)), 0, 180, 360, (50, 35, 30), -1)  # hair
+    for side in (-1, 1):
+        cv2.ellipse(image, p(side * 20, -17), (r(13), r(4)), 0, 0, 360, (70, 50, 40), -1)  # brow
+        cv2.ellipse(image, p(side * 20, -6), (r(11), r(6)), 0, 0, 360, (245, 245, 245), -1)
+        cv2.circle(image, p(side * 20, -6), r(5), (40, 30, 30), -1)  # iris
+    cv2.line(image, p(0, -4), p(-3, 18), (170, 135, 120), r(2))  # nose
+    cv2.ellipse(image, p(0, 33), (r(18), r(6)), 0, 0, 360, (150, 70, 70), -1)  # mouth
+    return cv2.GaussianBlur(image, (0, 0), max(0.5, s))
