@@ -9,23 +9,23 @@ Adapters turn library errors into these at their boundary.
 from __future__ import annotations
 
 __all__ = [
-    "VideoqError",
-    "TransientError",
     "DependencyUnavailable",
-    "JobTimedOut",
-    "PermanentError",
-    "VideoUnreadable",
-    "InputMissing",
-    "PipelineNotFound",
-    "RequestError",
-    "JobNotFound",
-    "ResultsNotReady",
-    "UnsupportedFileType",
     "EmptyUpload",
-    "UploadTooLarge",
+    "InputMissing",
     "InvalidParameter",
     "InvalidPayload",
     "JobInterrupted",
+    "JobNotFound",
+    "JobTimedOut",
+    "PermanentError",
+    "PipelineNotFound",
+    "RequestError",
+    "ResultsNotReady",
+    "TransientError",
+    "UnsupportedFileType",
+    "UploadTooLarge",
+    "VideoUnreadable",
+    "VideoqError",
 ]
 
 

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-__all__ = ["JobStatus", "Transition", "Job", "TERMINAL", "input_key", "results_key"]
+__all__ = ["TERMINAL", "Job", "JobStatus", "Transition", "input_key", "results_key"]
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     #: Waiting for a worker (new, retrying, or handed back).
     PENDING = "pending"
     #: Claimed by a worker whose lease is alive.

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from shared.errors import InvalidPayload
 
-__all__ = ["build_payload", "parse_payload", "MESSAGE_TYPE", "CONTENT_TYPE"]
+__all__ = ["CONTENT_TYPE", "MESSAGE_TYPE", "build_payload", "parse_payload"]
 
 MESSAGE_TYPE = "video.process"
 CONTENT_TYPE = "application/json"

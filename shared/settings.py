@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     janitor_interval_seconds: float = Field(default=5.0, gt=0)
     #: A pending job not confirmed as published for this long is published again.
     outbox_grace_seconds: float = Field(default=15.0, gt=0)
+    #: A pending job whose message was published this long ago without being
+    #: claimed is published again (the message is probably lost).
+    republish_after_seconds: float = Field(default=1800.0, gt=0)
     #: The quorum queue's delivery limit (crash loops before a claim).
     delivery_limit: int = Field(default=10, ge=1)
     #: How long a worker finishes its job in hand after SIGTERM before handing it back.
@@ -75,6 +78,12 @@ class Settings(BaseSettings):
     exchange_dead: str = "videoq.dead"
     queue_dead: str = "videoq.dead.jobs"
 
+    #: Apply pending migrations at start-up (under an advisory lock). Turn it
+    #: off where a Kubernetes Job runs ``videoq migrate`` once per rollout.
+    migrate_on_start: bool = True
+    #: Extra pipeline plugins, "module:function" each, called with the registry.
+    plugins: Annotated[tuple[str, ...], NoDecode] = ()
+
     #: Port of the worker's and janitor's health and metrics endpoint (0: off).
     ops_port: int = Field(default=9100, ge=0, le=65535)
     log_format: str = Field(default="json", pattern="^(json|text)$")
@@ -85,6 +94,13 @@ class Settings(BaseSettings):
     def _parse_delays(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(float(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _parse_plugins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("retry_delays")

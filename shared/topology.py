@@ -13,13 +13,13 @@ from typing import Any
 from shared.settings import Settings
 
 __all__ = [
+    "PROCESS_KEY",
+    "Binding",
     "Exchange",
     "Queue",
-    "Binding",
     "Topology",
     "build_topology",
     "tier_name",
-    "PROCESS_KEY",
 ]
 
 #: Routing key of new work on the jobs exchange.
@@ -94,8 +94,10 @@ def build_topology(settings: Settings) -> Topology:
                 }
             ),
         ),
-        # The parking lot keeps messages until an operator acts: no DLX of its own.
-        Queue(settings.queue_dead, {"x-queue-type": "quorum"}),
+        # The parking lot keeps messages until an operator acts. Classic, not
+        # quorum: an operator listing it hands messages back, and on 4.x a
+        # quorum queue drops a message after 20 such returns.
+        Queue(settings.queue_dead, {"x-queue-type": "classic"}),
     ]
     bindings = [
         Binding(settings.exchange_jobs, settings.queue_process, PROCESS_KEY),

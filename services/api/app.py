@@ -1,0 +1,93 @@
+"""The api service's FastAPI application."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.routing import Match
+
+from services.api.deps import Backend, MetricsDep
+from services.api.errors import install_error_handlers
+from services.api.routes import router
+from shared.backends import Backends, open_backends
+from shared.metrics import CONTENT_TYPE, Metrics
+from shared.pipeline import load_registry
+from shared.settings import Settings
+
+__all__ = ["create_app"]
+
+BackendsFactory = Callable[[], Awaitable[Backends]]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    backends: BackendsFactory | None = None,
+    metrics: Metrics | None = None,
+    close_backends: bool = True,
+) -> FastAPI:
+    """Build the app. ``backends`` opens the adapters at start-up (default:
+    the real ones named by ``settings``); they are closed at shutdown unless
+    ``close_backends`` is false (when someone else owns them)."""
+    opener = backends or (lambda: open_backends(settings, app_id="videoq-api"))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.backends = await opener()
+        try:
+            yield
+        finally:
+            if close_backends:
+                await app.state.backends.close()
+
+    app = FastAPI(
+        title="videoq",
+        version="0.1.0",
+        summary="Asynchronous video analysis: submit an MP4, poll its status, fetch per-frame results.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics or Metrics()
+    app.state.pipelines = load_registry(plugins=settings.plugins).names()
+    install_error_handlers(app)
+    app.include_router(router)
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = "unmatched"
+        for candidate in request.app.router.routes:
+            if candidate.matches(request.scope)[0] is Match.FULL:
+                route = getattr(candidate, "path", "unmatched")
+                break
+        app.state.metrics.http_latency.labels(
+            request.method, route, str(response.status_code)
+        ).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: database, broker and store answer")
+    async def readyz(backends: Backend) -> JSONResponse:
+        checks = await backends.check()
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+            headers=None if ok else {"Retry-After": "5"},
+        )
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def metrics_endpoint(m: MetricsDep) -> Response:
+        return Response(m.render(), media_type=CONTENT_TYPE)
+
+    return app

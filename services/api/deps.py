@@ -1,0 +1,35 @@
+"""FastAPI dependencies: what a route may ask for, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from shared.backends import Backends
+from shared.metrics import Metrics
+from shared.settings import Settings
+
+__all__ = ["Backend", "Config", "MetricsDep", "Pipelines"]
+
+
+def _backends(request: Request) -> Backends:
+    return request.app.state.backends  # type: ignore[no-any-return]
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _metrics(request: Request) -> Metrics:
+    return request.app.state.metrics  # type: ignore[no-any-return]
+
+
+def _pipelines(request: Request) -> list[str]:
+    return request.app.state.pipelines  # type: ignore[no-any-return]
+
+
+Backend = Annotated[Backends, Depends(_backends)]
+Config = Annotated[Settings, Depends(_settings)]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
+Pipelines = Annotated[list[str], Depends(_pipelines)]

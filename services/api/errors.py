@@ -1,0 +1,66 @@
+"""Domain errors -> HTTP, in one place."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from shared.errors import (
+    DependencyUnavailable,
+    EmptyUpload,
+    InvalidParameter,
+    JobNotFound,
+    PipelineNotFound,
+    RequestError,
+    ResultsNotReady,
+    UnsupportedFileType,
+    UploadTooLarge,
+    VideoqError,
+)
+
+__all__ = ["RETRY_AFTER_SECONDS", "install_error_handlers"]
+
+log = logging.getLogger("videoq.api")
+
+#: What a client is told to wait when a dependency is down.
+RETRY_AFTER_SECONDS = 5
+
+_STATUS: dict[type[VideoqError], int] = {
+    JobNotFound: 404,
+    ResultsNotReady: 404,
+    UnsupportedFileType: 415,
+    EmptyUpload: 400,
+    UploadTooLarge: 413,
+    InvalidParameter: 422,
+    PipelineNotFound: 422,
+}
+
+
+def _status_for(exc: VideoqError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return 400 if isinstance(exc, RequestError) else 500
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DependencyUnavailable)
+    async def unavailable(request: Request, exc: DependencyUnavailable) -> JSONResponse:
+        log.warning("http.dependency_unavailable", extra={"dependency": exc.dependency})
+        return JSONResponse(
+            {"detail": f"Service temporarily unavailable ({exc.dependency}); retry later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    @app.exception_handler(VideoqError)
+    async def domain(request: Request, exc: VideoqError) -> JSONResponse:
+        status = _status_for(exc)
+        if status >= 500:
+            log.error("http.unhandled_domain_error", extra={"error": type(exc).__name__})
+            return JSONResponse({"detail": "Internal server error"}, status_code=500)
+        # 413 answers before the body is read to its end: close the connection.
+        headers = {"Connection": "close"} if status == 413 else None
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)

@@ -1,0 +1,61 @@
+"""Response bodies of the HTTP API (what the OpenAPI document shows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from shared.jobs import Job, JobStatus
+
+__all__ = ["ErrorResponse", "ResultsResponse", "StatusResponse", "SubmitResponse"]
+
+
+class SubmitResponse(BaseModel):
+    job_id: UUID
+
+
+class StatusResponse(BaseModel):
+    job_id: UUID
+    status: JobStatus
+    #: Fraction of sampled frames analysed, 0..1 (coarse: updated every few seconds).
+    progress: float
+    #: Why the job failed, or why its last attempt did.
+    error_message: str | None
+    pipeline: str
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: Job) -> StatusResponse:
+        return cls(
+            job_id=job.job_id,
+            status=job.status,
+            progress=round(job.progress, 4),
+            error_message=job.error_message,
+            pipeline=job.pipeline,
+            attempts=job.attempts,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+        )
+
+
+class FrameResult(BaseModel):
+    frame_index: int
+    timestamp_s: float
+    result: dict[str, Any]
+
+
+class ResultsResponse(BaseModel):
+    job_id: UUID
+    pipeline: str
+    video: dict[str, Any]
+    summary: dict[str, Any]
+    results: list[FrameResult]
+
+
+class ErrorResponse(BaseModel):
+    detail: str

@@ -1,0 +1,352 @@
+"""The worker: take a message, claim its job, run the pipeline, store results.
+
+Acknowledgement scheme: the delivery is acked as soon as the claim is
+committed. From then on the job row holds the work, so a long job never
+meets the broker's consumer_timeout, and a crashed worker's job waits in
+``running`` until its lease expires and the janitor requeues it. Because an
+early ack lets the broker deliver the next message, the worker bounds its
+own concurrency: when every slot is busy it stops consuming until one frees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+from uuid import UUID
+
+from shared.broker import Broker, Delivery
+from shared.errors import DependencyUnavailable, InvalidPayload, JobInterrupted, JobTimedOut
+from shared.jobs import Job, input_key, results_key
+from shared.metrics import Metrics
+from shared.payload import build_payload, parse_payload
+from shared.pipeline import VideoFilePipelineService
+from shared.repository import JobRepository
+from shared.retry import Action, decide
+from shared.settings import Settings
+from shared.store import ObjectStore
+from shared.topology import tier_name
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("videoq.worker")
+
+
+class _RunningJob:
+    """Bookkeeping for one job in hand: why it should stop, its progress."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.stop_reason: str | None = None
+        self.progress: float | None = None
+        self._flag = threading.Event()
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._flag.set()
+
+    def should_stop(self) -> bool:  # called from the pipeline's thread
+        return self._flag.is_set()
+
+
+class Worker:
+    """Consumes the work queue until ``stop``."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        repo: JobRepository,
+        broker: Broker,
+        store: ObjectStore,
+        analyzer: VideoFilePipelineService,
+        metrics: Metrics,
+        worker_id: str,
+    ) -> None:
+        self._settings = settings
+        self._repo = repo
+        self._broker = broker
+        self._store = store
+        self._analyzer = analyzer
+        self._metrics = metrics
+        self.worker_id = worker_id
+        self._slots = asyncio.Semaphore(settings.worker_concurrency)
+        self._tiers = [tier_name(d) for d in settings.retry_delays]
+        self._running: dict[UUID, _RunningJob] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._consuming = False
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._resume()
+        log.info("worker.started", extra={"worker_id": self.worker_id})
+
+    async def _resume(self) -> None:
+        if not self._consuming and not self._stopping:
+            self._consuming = True
+            await self._broker.consume(
+                self._on_delivery, prefetch=self._settings.worker_concurrency
+            )
+
+    async def _pause(self) -> None:
+        if self._consuming:
+            self._consuming = False
+            await self._broker.stop_consuming()
+
+    async def stop(self, *, grace_seconds: float) -> None:
+        """Stop consuming; let jobs in hand finish within ``grace_seconds``,
+        then interrupt them and hand them back (pending + republish)."""
+        self._stopping = True
+        await self._pause()
+        if self._running:
+            log.info(
+                "worker.draining",
+                extra={"jobs": [str(j) for j in self._running], "grace_seconds": grace_seconds},
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace_seconds)
+        for running in self._running.values():
+            running.stop("shutdown")
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        log.info("worker.stopped", extra={"worker_id": self.worker_id})
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    # --- one delivery ---------------------------------------------------------
+
+    async def _on_delivery(self, delivery: Delivery) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await self._handle(delivery)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        try:
+            job_id = parse_payload(delivery.body)
+        except InvalidPayload as exc:
+            await self._park(delivery, reason=f"invalid payload: {exc}", job_id=delivery.message_id)
+            return
+        async with self._slots:
+            if self._stopping:
+                return  # not acked: the broker hands it to another worker
+            try:
+                job = await self._repo.claim(
+                    job_id, owner=self.worker_id, lease_seconds=self._settings.lease_seconds
+                )
+            except DependencyUnavailable as exc:
+                # Leave the message unacked a moment, then hand it back.
+                log.warning("job.claim_failed", extra={"job_id": str(job_id), "error": str(exc)})
+                await asyncio.sleep(2)
+                raise
+            if job is None:
+                await self._drop(delivery, job_id)
+                return
+            running = _RunningJob(job)
+            self._running[job_id] = running
+            self._idle.clear()
+            try:
+                if self._slots.locked():
+                    await self._pause()
+                await delivery.ack()
+                await self._run(running)
+            finally:
+                del self._running[job_id]
+                if not self._running:
+                    self._idle.set()
+        if not self._stopping:
+            await self._resume()
+
+    async def _park(self, delivery: Delivery, *, reason: str, job_id: str | None) -> None:
+        log.error("message.dead_lettered", extra={"reason": reason, "job_id": job_id})
+        await self._broker.publish_dead(delivery.body, reason=reason, job_id=job_id)
+        self._metrics.jobs_dead_lettered.labels(reason=reason.split(":")[0]).inc()
+        await delivery.ack()
+
+    async def _drop(self, delivery: Delivery, job_id: UUID) -> None:
+        current = await self._repo.get(job_id)
+        if current is None:
+            await self._park(delivery, reason="unknown job id", job_id=str(job_id))
+            return
+        # A duplicate: the job is done, or a live worker holds it.
+        log.info(
+            "message.duplicate_dropped",
+            extra={"job_id": str(job_id), "status": current.status.value},
+        )
+        await delivery.ack()
+
+    # --- one job ----------------------------------------------------------------
+
+    async def _run(self, running: _RunningJob) -> None:
+        job = running.job
+        extra = {"job_id": str(job.job_id), "attempt": job.attempts, "pipeline": job.pipeline}
+        log.info("job.claimed", extra=extra)
+        self._metrics.jobs_in_flight.inc()
+        self._metrics.queue_wait.labels(job.pipeline).observe(
+            max(0.0, (job.updated_at - job.created_at).total_seconds())
+        )
+        started = time.monotonic()
+        heartbeat = asyncio.create_task(self._heartbeat(running))
+        outcome = "completed"
+        try:
+            with tempfile.TemporaryDirectory(prefix="videoq-") as tmp:
+                output = await self._process(running, Path(tmp))
+            done = await self._repo.complete(job.job_id, owner=self.worker_id, output_path=output)
+            if done is None:
+                outcome = "lost"
+                log.warning("job.lease_lost", extra=extra)
+            else:
+                self._metrics.jobs_completed.labels(job.pipeline).inc()
+                log.info(
+                    "job.completed",
+                    extra={**extra, "seconds": round(time.monotonic() - started, 3)},
+                )
+        except JobInterrupted:
+            outcome = await self._interrupted(running)
+        except Exception as exc:  # every error is classified in shared.retry
+            outcome = await self._failed(job, exc)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            self._metrics.jobs_in_flight.dec()
+            self._metrics.job_duration.labels(job.pipeline, outcome).observe(
+                time.monotonic() - started
+            )
+
+    async def _process(self, running: _RunningJob, tmp: Path) -> str:
+        job = running.job
+        source = tmp / "input.mp4"
+        await self._store.download_file(job.input_path or input_key(job.job_id), source)
+        target = tmp / "results.json"
+
+        def on_progress(fraction: float) -> None:
+            running.progress = max(0.0, min(1.0, fraction))
+
+        work = asyncio.create_task(
+            asyncio.to_thread(
+                self._analyzer.analyze,
+                source,
+                target,
+                job_id=job.job_id,
+                pipeline=job.pipeline,
+                frame_stride=job.frame_stride,
+                max_frames=job.max_frames,
+                on_progress=on_progress,
+                should_stop=running.should_stop,
+            )
+        )
+        try:
+            summary = await asyncio.wait_for(
+                asyncio.shield(work), self._settings.job_timeout_seconds
+            )
+        except TimeoutError:
+            running.stop("timeout")
+            with contextlib.suppress(Exception):
+                await work  # the thread notices the flag at its next frame
+            raise JobTimedOut(
+                f"Job exceeded the time limit of {self._settings.job_timeout_seconds:g} s"
+            ) from None
+        frames = getattr(summary, "frames_sampled", 0)
+        self._metrics.frames_processed.labels(job.pipeline).inc(frames)
+        key = results_key(job.job_id)
+        await self._store.upload_file(key, target, content_type="application/json")
+        return key
+
+    async def _heartbeat(self, running: _RunningJob) -> None:
+        """Keep the lease alive and write coarse progress; stop the job if the
+        lease is lost (the janitor gave it to someone else)."""
+        interval = min(self._settings.progress_interval_seconds, self._settings.lease_seconds / 3)
+        job_id = running.job.job_id
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                alive = await self._repo.heartbeat(
+                    job_id,
+                    owner=self.worker_id,
+                    lease_seconds=self._settings.lease_seconds,
+                    progress=running.progress,
+                )
+            except DependencyUnavailable as exc:
+                log.warning(
+                    "job.heartbeat_failed", extra={"job_id": str(job_id), "error": str(exc)}
+                )
+                continue
+            if not alive:
+                log.warning("job.lease_lost", extra={"job_id": str(job_id)})
+                running.stop("lease lost")
+                return
+
+    async def _interrupted(self, running: _RunningJob) -> str:
+        job = running.job
+        extra = {"job_id": str(job.job_id), "reason": running.stop_reason}
+        if running.stop_reason == "timeout":
+            return await self._failed(
+                job,
+                JobTimedOut(
+                    f"Job exceeded the time limit of {self._settings.job_timeout_seconds:g} s"
+                ),
+            )
+        if running.stop_reason != "shutdown":
+            log.warning("job.abandoned", extra=extra)  # someone else owns it now
+            return "lost"
+        released = await self._repo.release(job.job_id, owner=self.worker_id)
+        if released is not None:
+            await self._publish(job.job_id, attempt=released.attempts, tier=None)
+            log.info("job.handed_back", extra=extra)
+        return "handed_back"
+
+    async def _failed(self, job: Job, error: BaseException) -> str:
+        decision = decide(
+            error,
+            attempts=job.attempts,
+            max_attempts=self._settings.max_attempts,
+            tiers=len(self._tiers),
+        )
+        extra = {"job_id": str(job.job_id), "attempt": job.attempts, "error": decision.message}
+        if decision.action is Action.RETRY:
+            assert decision.tier is not None
+            tier = self._tiers[decision.tier]
+            if await self._repo.retry(job.job_id, owner=self.worker_id, error=decision.message):
+                self._metrics.jobs_retried.labels(job.pipeline, tier).inc()
+                log.warning("job.retry_scheduled", extra={**extra, "tier": tier})
+                await self._publish(job.job_id, attempt=job.attempts, tier=tier)
+            return "retried"
+        if await self._repo.fail(job.job_id, owner=self.worker_id, error=decision.message):
+            self._metrics.jobs_failed.labels(job.pipeline).inc()
+            log.error("job.failed", extra=extra)
+            try:
+                await self._broker.publish_dead(
+                    build_payload(job.job_id),
+                    reason=decision.message,
+                    job_id=str(job.job_id),
+                    attempt=job.attempts,
+                )
+                self._metrics.jobs_dead_lettered.labels(reason="failed").inc()
+            except DependencyUnavailable as exc:
+                # The row is the source of truth; the parked copy is for operators.
+                log.error("job.dead_letter_failed", extra={**extra, "publish_error": str(exc)})
+        return "failed"
+
+    async def _publish(self, job_id: UUID, *, attempt: int, tier: str | None) -> None:
+        """Publish and record it; on failure the janitor's outbox sweep publishes later."""
+        try:
+            await self._broker.publish_job(job_id, attempt=attempt, tier=tier)
+            await self._repo.mark_published(job_id)
+        except DependencyUnavailable as exc:
+            log.warning("job.publish_deferred", extra={"job_id": str(job_id), "error": str(exc)})

@@ -1,0 +1,73 @@
+"""The broker port: publish work, consume it, park what cannot be done."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+__all__ = ["Broker", "DeadLetter", "Delivery", "Handler"]
+
+
+@dataclass
+class Delivery:
+    """One message taken from the work queue."""
+
+    body: bytes
+    message_id: str | None
+    headers: dict[str, Any]
+    redelivered: bool
+    #: Acknowledge: the broker forgets the message.
+    ack: Callable[[], Awaitable[None]]
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message parked in the dead-letter queue, and why."""
+
+    body: bytes
+    job_id: str | None
+    reason: str
+    attempt: int | None
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+class Broker(Protocol):
+    """Publishing is confirmed and ``mandatory``: when one of these returns,
+    the broker has the message in a queue.
+
+    Raises:
+        DependencyUnavailable: the broker could not be reached, refused, or
+            could not route the message.
+    """
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish_job(self, job_id: UUID, *, attempt: int = 0, tier: str | None = None) -> None:
+        """Publish work for ``job_id``: now, or after the delay of retry ``tier``."""
+
+    async def publish_dead(
+        self, body: bytes, *, reason: str, job_id: str | None = None, attempt: int | None = None
+    ) -> None:
+        """Park ``body`` in the dead-letter queue with a ``reason``."""
+
+    async def consume(self, handler: Handler, *, prefetch: int) -> None:
+        """Start delivering work-queue messages to ``handler``."""
+
+    async def stop_consuming(self) -> None:
+        """Stop new deliveries (messages in hand stay in hand)."""
+
+    async def dead_letters(self, *, limit: int) -> list[DeadLetter]:
+        """Look at up to ``limit`` parked messages without removing them."""
+
+    async def take_dead_letters(self, *, limit: int) -> list[DeadLetter]:
+        """Remove and return up to ``limit`` parked messages."""
+
+    async def purge_dead(self) -> int:
+        """Drop every parked message; return how many."""

@@ -1,0 +1,107 @@
+"""In-process adapter of the broker port, for ``videoq dev`` and unit tests.
+
+Same behaviour as the RabbitMQ topology: a work queue, retry tiers that hold
+a message for their delay and then hand it back, and a dead-letter list.
+Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from uuid import UUID
+
+from shared.broker.base import DeadLetter, Delivery, Handler
+from shared.payload import build_payload
+from shared.settings import Settings
+from shared.topology import build_topology
+
+__all__ = ["MemoryBroker"]
+
+
+class MemoryBroker:
+    """``Broker`` in memory."""
+
+    def __init__(self, settings: Settings) -> None:
+        topology = build_topology(settings)
+        self._delays = dict(zip(topology.tiers, settings.retry_delays, strict=True))
+        self._work: asyncio.Queue[tuple[bytes, str | None, dict[str, Any]]] = asyncio.Queue()
+        self._dead: list[DeadLetter] = []
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._consumers: list[asyncio.Task[None]] = []
+        self.published: list[tuple[str, bytes]] = []  # (destination, body), for tests
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self.stop_consuming()
+        for timer in self._timers:
+            timer.cancel()
+
+    async def publish_job(self, job_id: UUID, *, attempt: int = 0, tier: str | None = None) -> None:
+        body = build_payload(job_id)
+        item = (body, str(job_id), {"attempt": attempt})
+        if tier is None:
+            self.published.append(("work", body))
+            self._work.put_nowait(item)
+            return
+        if tier not in self._delays:
+            raise ValueError(f"unknown retry tier {tier!r}")
+        self.published.append((f"retry.{tier}", body))
+        loop = asyncio.get_running_loop()
+        timer: asyncio.TimerHandle | None = None
+
+        def due() -> None:
+            assert timer is not None
+            self._timers.discard(timer)
+            self._work.put_nowait(item)
+
+        timer = loop.call_later(self._delays[tier], due)
+        self._timers.add(timer)
+
+    async def publish_dead(
+        self, body: bytes, *, reason: str, job_id: str | None = None, attempt: int | None = None
+    ) -> None:
+        self.published.append(("dead", body))
+        self._dead.append(DeadLetter(body=body, job_id=job_id, reason=reason, attempt=attempt))
+
+    async def consume(self, handler: Handler, *, prefetch: int) -> None:
+        async def loop() -> None:
+            while True:
+                body, message_id, headers = await self._work.get()
+
+                async def ack() -> None:
+                    return None
+
+                await handler(
+                    Delivery(
+                        body=body,
+                        message_id=message_id,
+                        headers=headers,
+                        redelivered=False,
+                        ack=ack,
+                    )
+                )
+
+        self._consumers.extend(asyncio.create_task(loop()) for _ in range(prefetch))
+
+    async def stop_consuming(self) -> None:
+        consumers, self._consumers = self._consumers, []
+        for task in consumers:
+            task.cancel()
+        for task in consumers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def dead_letters(self, *, limit: int) -> list[DeadLetter]:
+        return list(self._dead[:limit])
+
+    async def take_dead_letters(self, *, limit: int) -> list[DeadLetter]:
+        taken, self._dead = self._dead[:limit], self._dead[limit:]
+        return taken
+
+    async def purge_dead(self) -> int:
+        count, self._dead = len(self._dead), []
+        return count

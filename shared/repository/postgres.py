@@ -1,0 +1,373 @@
+"""PostgreSQL (asyncpg) adapter of the job repository.
+
+Every status change goes through ``_transition``, which builds the guarded
+UPDATE from ``shared.jobs.Transition``; no other SQL here writes ``status``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+
+from shared.errors import DependencyUnavailable
+from shared.jobs import Job, JobStatus, Transition
+from shared.repository.migrate import apply_migrations
+
+__all__ = ["PostgresJobRepository", "connect_repository"]
+
+T = TypeVar("T")
+
+# Errors that mean "the database is not there right now", not "bad SQL".
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+    TimeoutError,
+)
+
+# What each transition writes besides status (SQL fragments; $owner, $error,
+# $output_path and $lease are bound by name below).
+_SETS: dict[Transition, tuple[str, ...]] = {
+    Transition.CLAIM: (
+        "attempts = attempts + 1",
+        "lease_owner = $owner",
+        "lease_expires_at = now() + make_interval(secs => $lease)",
+        "progress = 0",
+    ),
+    Transition.COMPLETE: (
+        "output_path = $output_path",
+        "progress = 1",
+        "error_message = NULL",
+        "lease_owner = NULL",
+        "lease_expires_at = NULL",
+    ),
+    Transition.FAIL: ("error_message = $error", "lease_owner = NULL", "lease_expires_at = NULL"),
+    Transition.RETRY: (
+        "error_message = $error",
+        "progress = 0",
+        "lease_owner = NULL",
+        "lease_expires_at = NULL",
+        "published_at = NULL",
+    ),
+    Transition.RELEASE: (
+        "attempts = greatest(attempts - 1, 0)",
+        "progress = 0",
+        "lease_owner = NULL",
+        "lease_expires_at = NULL",
+        "published_at = NULL",
+    ),
+    Transition.EXPIRE: (
+        "error_message = $error",
+        "progress = 0",
+        "lease_owner = NULL",
+        "lease_expires_at = NULL",
+        "published_at = NULL",
+    ),
+    Transition.EXPIRE_FAIL: (
+        "error_message = $error",
+        "lease_owner = NULL",
+        "lease_expires_at = NULL",
+    ),
+    Transition.REPLAY: (
+        "attempts = 0",
+        "progress = 0",
+        "error_message = NULL",
+        "output_path = NULL",
+        "published_at = NULL",
+    ),
+}
+
+# Extra guards beyond "status = source [AND lease_owner = $owner]".
+_GUARDS: dict[Transition, str] = {
+    Transition.EXPIRE: "lease_expires_at < now() AND attempts < $max_attempts",
+    Transition.EXPIRE_FAIL: "lease_expires_at < now() AND attempts >= $max_attempts",
+}
+
+
+def _bind(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """Turn ``$name`` placeholders into asyncpg's ``$1..$n`` (longest names first)."""
+    args: list[Any] = []
+    for name in sorted(params, key=len, reverse=True):
+        token = f"${name}"
+        if token in sql:
+            args.append(params[name])
+            sql = sql.replace(token, f"${len(args)}")
+    return sql, args
+
+
+def _row_to_job(row: asyncpg.Record) -> Job:
+    options = row["options"]
+    return Job(
+        job_id=row["job_id"],
+        status=JobStatus(row["status"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        input_path=row["input_path"],
+        output_path=row["output_path"],
+        error_message=row["error_message"],
+        progress=float(row["progress"]),
+        attempts=row["attempts"],
+        pipeline=row["pipeline"],
+        options=json.loads(options) if isinstance(options, str) else dict(options),
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+        published_at=row["published_at"],
+        input_bytes=row["input_bytes"],
+    )
+
+
+class PostgresJobRepository:
+    """``JobRepository`` on a PostgreSQL connection pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def _run(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        try:
+            async with self._pool.acquire() as conn:
+                return await op(conn)
+        except _UNAVAILABLE as exc:
+            raise DependencyUnavailable("database", type(exc).__name__) from None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection inside a transaction (for the janitor's locked sweeps)."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise DependencyUnavailable("database", type(exc).__name__) from None
+
+    async def ping(self) -> None:
+        await self._run(lambda c: c.fetchval("SELECT 1"))
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def create(
+        self,
+        *,
+        job_id: UUID,
+        input_path: str,
+        pipeline: str,
+        options: dict[str, Any],
+        input_bytes: int,
+    ) -> Job:
+        row = await self._run(
+            lambda c: c.fetchrow(
+                "INSERT INTO jobs (job_id, input_path, pipeline, options, input_bytes)"
+                " VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING *",
+                job_id,
+                input_path,
+                pipeline,
+                json.dumps(options, sort_keys=True),
+                input_bytes,
+            )
+        )
+        assert row is not None
+        return _row_to_job(row)
+
+    async def get(self, job_id: UUID) -> Job | None:
+        row = await self._run(lambda c: c.fetchrow("SELECT * FROM jobs WHERE job_id = $1", job_id))
+        return None if row is None else _row_to_job(row)
+
+    async def mark_published(self, job_id: UUID) -> bool:
+        status = await self._run(
+            lambda c: c.execute(
+                "UPDATE jobs SET published_at = now() WHERE job_id = $1 AND status = 'pending'",
+                job_id,
+            )
+        )
+        return status.endswith(" 1")
+
+    async def transition(
+        self,
+        transition: Transition,
+        job_id: UUID,
+        *,
+        conn: asyncpg.Connection | None = None,
+        **params: Any,
+    ) -> Job | None:
+        """Apply ``transition`` to ``job_id`` if its guard holds; else ``None``."""
+        sets = ", ".join(("status = $target", "updated_at = now()", *_SETS[transition]))
+        where = ["job_id = $job_id", "status = $source"]
+        if transition.needs_lease:
+            where.append("lease_owner = $owner")
+        if transition in _GUARDS:
+            where.append(_GUARDS[transition])
+        sql, args = _bind(
+            f"UPDATE jobs SET {sets} WHERE {' AND '.join(where)} RETURNING *",
+            {
+                **params,
+                "job_id": job_id,
+                "source": transition.source.value,
+                "target": transition.target.value,
+            },
+        )
+        if conn is not None:
+            row = await conn.fetchrow(sql, *args)
+        else:
+            row = await self._run(lambda c: c.fetchrow(sql, *args))
+        return None if row is None else _row_to_job(row)
+
+    async def claim(self, job_id: UUID, *, owner: str, lease_seconds: float) -> Job | None:
+        return await self.transition(Transition.CLAIM, job_id, owner=owner, lease=lease_seconds)
+
+    async def heartbeat(
+        self, job_id: UUID, *, owner: str, lease_seconds: float, progress: float | None
+    ) -> bool:
+        status = await self._run(
+            lambda c: c.execute(
+                "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3),"
+                " progress = COALESCE($4, progress), updated_at = now()"
+                " WHERE job_id = $1 AND status = 'running' AND lease_owner = $2",
+                job_id,
+                owner,
+                lease_seconds,
+                progress,
+            )
+        )
+        return status.endswith(" 1")
+
+    async def complete(self, job_id: UUID, *, owner: str, output_path: str) -> Job | None:
+        return await self.transition(
+            Transition.COMPLETE, job_id, owner=owner, output_path=output_path
+        )
+
+    async def fail(self, job_id: UUID, *, owner: str, error: str) -> Job | None:
+        return await self.transition(Transition.FAIL, job_id, owner=owner, error=error)
+
+    async def retry(self, job_id: UUID, *, owner: str, error: str) -> Job | None:
+        return await self.transition(Transition.RETRY, job_id, owner=owner, error=error)
+
+    async def release(self, job_id: UUID, *, owner: str) -> Job | None:
+        return await self.transition(Transition.RELEASE, job_id, owner=owner)
+
+    async def replay(self, job_id: UUID) -> Job | None:
+        return await self.transition(Transition.REPLAY, job_id)
+
+    async def sweep_expired(
+        self,
+        *,
+        max_attempts: int,
+        limit: int,
+        requeue: Callable[[Job], Awaitable[None]],
+        dead_letter: Callable[[Job], Awaitable[None]],
+    ) -> tuple[list[Job], list[Job]]:
+        """Running jobs whose lease expired: back to pending, or failed when
+        their attempts are used up. ``requeue``/``dead_letter`` publish each
+        one while its row is locked (``FOR UPDATE SKIP LOCKED``), so two
+        janitors never handle the same job; if a publish raises, the whole
+        sweep rolls back and the next one tries again.
+
+        Returns (requeued, failed).
+        """
+        requeued: list[Job] = []
+        failed: list[Job] = []
+        async with self.transaction() as conn:
+            ids = await conn.fetch(
+                "SELECT job_id FROM jobs WHERE status = 'running' AND lease_expires_at < now()"
+                " ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+                limit,
+            )
+            for record in ids:
+                job_id = record["job_id"]
+                job = await self.transition(
+                    Transition.EXPIRE,
+                    job_id,
+                    conn=conn,
+                    max_attempts=max_attempts,
+                    error="Worker lease expired; job requeued",
+                )
+                if job is not None:
+                    await requeue(job)
+                    await conn.execute(
+                        "UPDATE jobs SET published_at = now() WHERE job_id = $1", job_id
+                    )
+                    requeued.append(job)
+                    continue
+                job = await self.transition(
+                    Transition.EXPIRE_FAIL,
+                    job_id,
+                    conn=conn,
+                    max_attempts=max_attempts,
+                    error=f"Worker lost the job {max_attempts} times (crash or timeout);"
+                    " attempts used up",
+                )
+                if job is not None:
+                    await dead_letter(job)
+                    failed.append(job)
+        return requeued, failed
+
+    async def sweep_unpublished(
+        self,
+        *,
+        grace_seconds: float,
+        republish_after_seconds: float,
+        limit: int,
+        publish: Callable[[Job], Awaitable[None]],
+    ) -> list[Job]:
+        """The outbox: pending jobs never confirmed as published (older than
+        ``grace_seconds``), or published so long ago that the message is
+        probably lost, are published again while their rows are locked.
+        Duplicates are harmless: claims are guarded.
+        """
+        published: list[Job] = []
+        async with self.transaction() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM jobs WHERE status = 'pending' AND ("
+                " (published_at IS NULL AND updated_at < now() - make_interval(secs => $1))"
+                " OR published_at < now() - make_interval(secs => $2))"
+                " ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+                grace_seconds,
+                republish_after_seconds,
+                limit,
+            )
+            for row in rows:
+                job = _row_to_job(row)
+                await publish(job)
+                await conn.execute(
+                    "UPDATE jobs SET published_at = now() WHERE job_id = $1", job.job_id
+                )
+                published.append(job)
+        return published
+
+    async def count_by_status(self) -> dict[JobStatus, int]:
+        rows = await self._run(
+            lambda c: c.fetch("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+        )
+        counts = {status: 0 for status in JobStatus}
+        counts.update({JobStatus(r["status"]): r["n"] for r in rows})
+        return counts
+
+
+async def connect_repository(
+    database_url: str, *, migrate: bool, min_size: int = 1, max_size: int = 10
+) -> PostgresJobRepository:
+    """Open a pool (and apply migrations when ``migrate``).
+
+    Raises:
+        DependencyUnavailable: the database could not be reached.
+    """
+    try:
+        if migrate:
+            conn = await asyncpg.connect(database_url, timeout=10)
+            try:
+                await apply_migrations(conn)
+            finally:
+                await conn.close()
+        pool = await asyncpg.create_pool(
+            database_url, min_size=min_size, max_size=max_size, timeout=10, command_timeout=30
+        )
+    except _UNAVAILABLE as exc:
+        raise DependencyUnavailable("database", type(exc).__name__) from None
+    return PostgresJobRepository(pool)

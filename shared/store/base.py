@@ -1,0 +1,44 @@
+"""The object-store port: bytes in and out by key, streamed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["ObjectStore", "Upload"]
+
+
+class Upload(Protocol):
+    """An object being written in parts; memory stays flat whatever its size."""
+
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def complete(self) -> int:
+        """Make the object visible; return its size in bytes."""
+
+    async def abort(self) -> None:
+        """Drop whatever was written; the object never appears."""
+
+
+class ObjectStore(Protocol):
+    """Raises ``DependencyUnavailable`` when the store cannot be reached and
+    ``InputMissing`` when a key that must exist does not."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def open_upload(self, key: str, *, content_type: str) -> Upload: ...
+
+    async def upload_file(self, key: str, path: Path, *, content_type: str) -> int: ...
+
+    async def download_file(self, key: str, path: Path) -> int: ...
+
+    def iter_bytes(self, key: str) -> AsyncIterator[bytes]: ...
+
+    async def size(self, key: str) -> int: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def exists(self, key: str) -> bool: ...

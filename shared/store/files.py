@@ -1,0 +1,100 @@
+"""Folder-backed adapter of the object store (``file:///path``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+from shared.errors import InputMissing
+
+__all__ = ["FileStore"]
+
+_CHUNK = 1024 * 1024
+
+
+class _FileUpload:
+    """Writes to a temporary file beside the target and renames it at the end,
+    so a reader never sees a partial object."""
+
+    def __init__(self, target: Path) -> None:
+        self._target = target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        self._tmp = Path(tmp)
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self._size = 0
+
+    async def write(self, chunk: bytes) -> None:
+        await asyncio.to_thread(self._file.write, chunk)
+        self._size += len(chunk)
+
+    async def complete(self) -> int:
+        self._file.close()
+        await asyncio.to_thread(os.replace, self._tmp, self._target)
+        return self._size
+
+    async def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class FileStore:
+    """``ObjectStore`` in a folder; keys are relative paths below it."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self._root / key).resolve()
+        if self._root.resolve() not in path.parents:
+            raise ValueError(f"key escapes the store: {key!r}")
+        return path
+
+    async def ping(self) -> None:
+        if not self._root.is_dir():
+            raise InputMissing(f"store folder {self._root} is gone")
+
+    async def close(self) -> None:
+        return None
+
+    async def open_upload(self, key: str, *, content_type: str) -> _FileUpload:
+        return _FileUpload(self._path(key))
+
+    async def upload_file(self, key: str, path: Path, *, content_type: str) -> int:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(shutil.copyfile, path, target)
+        return path.stat().st_size
+
+    async def download_file(self, key: str, path: Path) -> int:
+        source = self._path(key)
+        if not source.is_file():
+            raise InputMissing(f"object {key} not found")
+        await asyncio.to_thread(shutil.copyfile, source, path)
+        return path.stat().st_size
+
+    async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
+        source = self._path(key)
+        if not source.is_file():
+            raise InputMissing(f"object {key} not found")
+        with source.open("rb") as handle:
+            while chunk := await asyncio.to_thread(handle.read, _CHUNK):
+                yield chunk
+
+    async def size(self, key: str) -> int:
+        source = self._path(key)
+        if not source.is_file():
+            raise InputMissing(f"object {key} not found")
+        return source.stat().st_size
+
+    async def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    async def exists(self, key: str) -> bool:
+        return self._path(key).is_file()

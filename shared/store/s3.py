@@ -1,0 +1,232 @@
+"""S3 (aiobotocore) adapter of the object store (``s3://bucket[/prefix]``).
+
+Uploads go up as multipart uploads in fixed-size parts, so memory stays at
+about one part whatever the object's size; downloads stream to disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiobotocore.session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.errors import DependencyUnavailable, InputMissing
+
+__all__ = ["S3Store"]
+
+#: S3's minimum part size is 5 MiB; 8 MiB keeps the part count low.
+PART_SIZE = 8 * 1024 * 1024
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+def _unavailable(exc: Exception) -> DependencyUnavailable:
+    return DependencyUnavailable("object store", type(exc).__name__)
+
+
+class _S3Upload:
+    def __init__(self, store: S3Store, key: str, content_type: str) -> None:
+        self._store = store
+        self._key = key
+        self._content_type = content_type
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._size = 0
+
+    async def write(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        self._size += len(chunk)
+        while len(self._buffer) >= PART_SIZE:
+            part = bytes(self._buffer[:PART_SIZE])
+            del self._buffer[:PART_SIZE]
+            await self._upload_part(part)
+
+    async def _upload_part(self, data: bytes) -> None:
+        client = self._store.client
+        try:
+            if self._upload_id is None:
+                created = await client.create_multipart_upload(
+                    Bucket=self._store.bucket,
+                    Key=self._store.key(self._key),
+                    ContentType=self._content_type,
+                )
+                self._upload_id = created["UploadId"]
+            number = len(self._parts) + 1
+            answer = await client.upload_part(
+                Bucket=self._store.bucket,
+                Key=self._store.key(self._key),
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=data,
+            )
+        except (BotoCoreError, ClientError, OSError) as exc:
+            raise _unavailable(exc) from None
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+    async def complete(self) -> int:
+        client = self._store.client
+        try:
+            if self._upload_id is None:
+                # Small object: one PUT, no multipart bookkeeping.
+                await client.put_object(
+                    Bucket=self._store.bucket,
+                    Key=self._store.key(self._key),
+                    Body=bytes(self._buffer),
+                    ContentType=self._content_type,
+                )
+            else:
+                if self._buffer:
+                    await self._upload_part(bytes(self._buffer))
+                await client.complete_multipart_upload(
+                    Bucket=self._store.bucket,
+                    Key=self._store.key(self._key),
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},
+                )
+        except (BotoCoreError, ClientError, OSError) as exc:
+            await self.abort()
+            raise _unavailable(exc) from None
+        self._buffer = bytearray()
+        return self._size
+
+    async def abort(self) -> None:
+        self._buffer = bytearray()
+        if self._upload_id is not None:
+            upload_id, self._upload_id = self._upload_id, None
+            with contextlib.suppress(BotoCoreError, ClientError, OSError):
+                await self._store.client.abort_multipart_upload(
+                    Bucket=self._store.bucket, Key=self._store.key(self._key), UploadId=upload_id
+                )
+
+
+class S3Store:
+    """``ObjectStore`` on S3 or an S3-compatible endpoint. Build with ``open``."""
+
+    def __init__(
+        self, *, client: Any, exit_stack: contextlib.AsyncExitStack, bucket: str, prefix: str
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self._prefix = prefix
+        self._exit_stack = exit_stack
+
+    @classmethod
+    async def open(
+        cls, storage_url: str, *, endpoint_url: str | None, region: str, create_bucket: bool = False
+    ) -> S3Store:
+        """Open a client for ``s3://bucket[/prefix]``; with ``create_bucket``,
+        create the bucket if it is missing (dev and tests)."""
+        rest = storage_url.removeprefix("s3://")
+        bucket, _, prefix = rest.partition("/")
+        stack = contextlib.AsyncExitStack()
+        session = aiobotocore.session.get_session()
+        config = Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            max_pool_connections=50,
+        )
+        client = await stack.enter_async_context(
+            session.create_client(
+                "s3", endpoint_url=endpoint_url, region_name=region, config=config
+            )
+        )
+        store = cls(client=client, exit_stack=stack, bucket=bucket, prefix=prefix.strip("/"))
+        if create_bucket:
+            try:
+                await client.head_bucket(Bucket=bucket)
+            except ClientError:
+                await client.create_bucket(Bucket=bucket)
+            except (BotoCoreError, OSError) as exc:
+                await stack.aclose()
+                raise _unavailable(exc) from None
+        return store
+
+    def key(self, key: str) -> str:
+        return f"{self._prefix}/{key}" if self._prefix else key
+
+    async def ping(self) -> None:
+        try:
+            await self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError, OSError) as exc:
+            raise _unavailable(exc) from None
+
+    async def close(self) -> None:
+        await self._exit_stack.aclose()
+
+    async def open_upload(self, key: str, *, content_type: str) -> _S3Upload:
+        return _S3Upload(self, key, content_type)
+
+    async def upload_file(self, key: str, path: Path, *, content_type: str) -> int:
+        upload = await self.open_upload(key, content_type=content_type)
+        try:
+            with path.open("rb") as handle:
+                while chunk := await asyncio.to_thread(handle.read, PART_SIZE):
+                    await upload.write(chunk)
+        except BaseException:
+            await upload.abort()
+            raise
+        return await upload.complete()
+
+    async def _get(self, key: str) -> Any:
+        try:
+            return await self.client.get_object(Bucket=self.bucket, Key=self.key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING:
+                raise InputMissing(f"object {key} not found") from None
+            raise _unavailable(exc) from None
+        except (BotoCoreError, OSError) as exc:
+            raise _unavailable(exc) from None
+
+    async def download_file(self, key: str, path: Path) -> int:
+        answer = await self._get(key)
+        size = 0
+        try:
+            async with answer["Body"] as body:
+                with path.open("wb") as handle:
+                    async for chunk in body.content.iter_chunked(1024 * 1024):
+                        await asyncio.to_thread(handle.write, chunk)
+                        size += len(chunk)
+        except (TimeoutError, BotoCoreError, OSError) as exc:
+            raise _unavailable(exc) from None
+        return size
+
+    async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
+        answer = await self._get(key)
+        try:
+            async with answer["Body"] as body:
+                async for chunk in body.content.iter_chunked(256 * 1024):
+                    yield chunk
+        except (BotoCoreError, OSError) as exc:
+            raise _unavailable(exc) from None
+
+    async def size(self, key: str) -> int:
+        try:
+            head = await self.client.head_object(Bucket=self.bucket, Key=self.key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING:
+                raise InputMissing(f"object {key} not found") from None
+            raise _unavailable(exc) from None
+        except (BotoCoreError, OSError) as exc:
+            raise _unavailable(exc) from None
+        return int(head["ContentLength"])
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self.client.delete_object(Bucket=self.bucket, Key=self.key(key))
+        except (BotoCoreError, ClientError, OSError) as exc:
+            raise _unavailable(exc) from None
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self.size(key)
+        except InputMissing:
+            return False
+        return True
