@@ -32,37 +32,41 @@ TERMINAL = frozenset({JobStatus.FAILED, JobStatus.COMPLETED})
 
 
 class Transition(enum.Enum):
-    """Every legal status change, as ``(source, target, needs the lease)``."""
+    """Every legal status change: ``(name, source, target, needs the lease)``.
+
+    The name is part of the value so that two transitions between the same
+    statuses (RETRY and RELEASE) stay distinct members, not aliases.
+    """
 
     #: A worker takes a pending job (counts an attempt).
-    CLAIM = (JobStatus.PENDING, JobStatus.RUNNING, False)
+    CLAIM = ("claim", JobStatus.PENDING, JobStatus.RUNNING, False)
     #: The worker finished and stored the results.
-    COMPLETE = (JobStatus.RUNNING, JobStatus.COMPLETED, True)
+    COMPLETE = ("complete", JobStatus.RUNNING, JobStatus.COMPLETED, True)
     #: Permanent error, or attempts used up.
-    FAIL = (JobStatus.RUNNING, JobStatus.FAILED, True)
+    FAIL = ("fail", JobStatus.RUNNING, JobStatus.FAILED, True)
     #: Transient error with attempts left: back to pending, via a retry tier.
-    RETRY = (JobStatus.RUNNING, JobStatus.PENDING, True)
+    RETRY = ("retry", JobStatus.RUNNING, JobStatus.PENDING, True)
     #: Worker shutting down hands its job back (the attempt is not counted).
-    RELEASE = (JobStatus.RUNNING, JobStatus.PENDING, True)
+    RELEASE = ("release", JobStatus.RUNNING, JobStatus.PENDING, True)
     #: The janitor found the lease expired (the worker died).
-    EXPIRE = (JobStatus.RUNNING, JobStatus.PENDING, False)
+    EXPIRE = ("expire", JobStatus.RUNNING, JobStatus.PENDING, False)
     #: The janitor found the lease expired and no attempts left.
-    EXPIRE_FAIL = (JobStatus.RUNNING, JobStatus.FAILED, False)
+    EXPIRE_FAIL = ("expire_fail", JobStatus.RUNNING, JobStatus.FAILED, False)
     #: An operator replays a failed job.
-    REPLAY = (JobStatus.FAILED, JobStatus.PENDING, False)
+    REPLAY = ("replay", JobStatus.FAILED, JobStatus.PENDING, False)
 
     @property
     def source(self) -> JobStatus:
-        return self.value[0]  # type: ignore[no-any-return]
+        return self.value[1]  # type: ignore[no-any-return]
 
     @property
     def target(self) -> JobStatus:
-        return self.value[1]  # type: ignore[no-any-return]
+        return self.value[2]  # type: ignore[no-any-return]
 
     @property
     def needs_lease(self) -> bool:
         """True when only the lease owner may make this transition."""
-        return self.value[2]  # type: ignore[no-any-return]
+        return self.value[3]  # type: ignore[no-any-return]
 
     @classmethod
     def allowed(cls, source: JobStatus, target: JobStatus) -> bool:

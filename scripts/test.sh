@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Run the whole test suite: lint, types, then unit, integration and system
+# tests against real services. Starts what is missing on this machine:
+# RabbitMQ (with its management plugin), PostgreSQL, and an S3 endpoint
+# (moto's server). Called by `make test`, which made the venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+PATH="$PWD/$VENV/bin:$PATH"
+
+log() { printf '== %s\n' "$*"; }
+
+# --- system packages the tests use -------------------------------------------
+need_apt=()
+command -v tesseract >/dev/null || need_apt+=(tesseract-ocr)
+command -v kubectl >/dev/null || need_apt+=(kubectl)
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+if ((${#need_apt[@]})); then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing ${need_apt[*]}"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    else
+        echo "missing system packages: ${need_apt[*]} (install them, then rerun)" >&2
+        exit 1
+    fi
+fi
+
+# --- RabbitMQ and PostgreSQL: the machine's own, started if stopped ------------
+if [ -z "${VIDEOQ_TEST_AMQP_URL:-}" ]; then
+    if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
+        log "starting RabbitMQ"
+        rabbitmq-server -detached
+        for _ in $(seq 60); do rabbitmq-diagnostics -q ping >/dev/null 2>&1 && break; sleep 1; done
+    fi
+    rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+    for _ in $(seq 60); do
+        curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1 && break
+        sleep 1
+    done
+    export VIDEOQ_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/"
+    export VIDEOQ_TEST_RABBITMQ_API="http://guest:guest@127.0.0.1:15672"
+fi
+if [ -z "${VIDEOQ_TEST_DATABASE_URL:-}" ]; then
+    if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+        log "starting PostgreSQL"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+        for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    fi
+    export VIDEOQ_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/postgres"
+fi
+
+# --- S3: moto's server on a free port, for this run only --------------------------
+if [ -z "${VIDEOQ_TEST_S3_ENDPOINT:-}" ]; then
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p var
+    moto_server -H 127.0.0.1 -p "$port" >var/moto.log 2>&1 &
+    moto_pid=$!
+    trap 'kill $moto_pid 2>/dev/null || true' EXIT
+    for _ in $(seq 60); do curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.5; done
+    export VIDEOQ_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+fi
+
+log "ruff"
+ruff check .
+ruff format --check .
+log "mypy"
+mypy
+log "pytest"
+pytest "$@"

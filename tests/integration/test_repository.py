@@ -1,0 +1,180 @@
+"""The job repository on a real PostgreSQL."""
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+
+from shared.jobs import JobStatus, Transition
+from shared.repository import PostgresJobRepository, connect_repository, load_migrations
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def repo(database_url):
+    repository = await connect_repository(database_url, migrate=True, max_size=20)
+    yield repository
+    await repository.close()
+
+
+async def new_job(repo: PostgresJobRepository):
+    job_id = uuid.uuid4()
+    return await repo.create(
+        job_id=job_id,
+        input_path=f"inputs/{job_id}.mp4",
+        pipeline="basic",
+        options={"frame_stride": 2, "max_frames": None},
+        input_bytes=1234,
+    )
+
+
+async def test_a_new_job_is_pending_with_the_specs_columns(repo, database_url):
+    job = await new_job(repo)
+    assert job.status is JobStatus.PENDING
+    assert (job.attempts, job.progress, job.output_path, job.error_message) == (0, 0.0, None, None)
+    assert job.frame_stride == 2
+    conn = await asyncpg.connect(database_url)
+    columns = [r["column_name"] for r in await conn.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'jobs' ORDER BY ordinal_position"
+    )]
+    await conn.close()
+    assert columns[:7] == [
+        "job_id", "status", "created_at", "updated_at", "input_path", "output_path", "error_message"
+    ]
+
+
+async def test_migrations_are_applied_once_even_when_services_start_together(database_url):
+    repos = await asyncio.gather(*(connect_repository(database_url, migrate=True) for _ in range(4)))
+    for r in repos:
+        await r.close()
+    conn = await asyncpg.connect(database_url)
+    versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+    await conn.close()
+    assert versions == [m.version for m in load_migrations()]
+
+
+async def test_the_database_refuses_a_status_outside_the_four(repo, database_url):
+    job = await new_job(repo)
+    conn = await asyncpg.connect(database_url)
+    with pytest.raises(asyncpg.exceptions.InvalidTextRepresentationError):
+        await conn.execute("UPDATE jobs SET status = 'paused' WHERE job_id = $1", job.job_id)
+    with pytest.raises(asyncpg.exceptions.CheckViolationError):
+        # running without a lease is impossible too
+        await conn.execute("UPDATE jobs SET status = 'running' WHERE job_id = $1", job.job_id)
+    await conn.close()
+
+
+async def test_of_many_concurrent_claims_exactly_one_wins(repo):
+    job = await new_job(repo)
+    results = await asyncio.gather(
+        *(repo.claim(job.job_id, owner=f"w{i}", lease_seconds=30) for i in range(12))
+    )
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert winners[0].status is JobStatus.RUNNING and winners[0].attempts == 1
+
+
+async def test_only_the_lease_owner_completes(repo):
+    job = await new_job(repo)
+    await repo.claim(job.job_id, owner="a", lease_seconds=30)
+    assert await repo.complete(job.job_id, owner="b", output_path="results/x.json") is None
+    done = await repo.complete(job.job_id, owner="a", output_path="results/x.json")
+    assert done is not None and done.status is JobStatus.COMPLETED and done.progress == 1.0
+    # completed is final: no second completion, no claim
+    assert await repo.complete(job.job_id, owner="a", output_path="results/x.json") is None
+    assert await repo.claim(job.job_id, owner="c", lease_seconds=30) is None
+
+
+async def test_retry_fail_and_replay(repo):
+    job = await new_job(repo)
+    await repo.claim(job.job_id, owner="a", lease_seconds=30)
+    retried = await repo.retry(job.job_id, owner="a", error="store down")
+    assert retried.status is JobStatus.PENDING and retried.published_at is None
+    assert retried.error_message == "store down"
+    again = await repo.claim(job.job_id, owner="b", lease_seconds=30)
+    assert again.attempts == 2
+    failed = await repo.fail(job.job_id, owner="b", error="Unable to read video file")
+    assert failed.status is JobStatus.FAILED
+    replayed = await repo.replay(job.job_id)
+    assert replayed.status is JobStatus.PENDING and replayed.attempts == 0
+    assert await repo.replay(job.job_id) is None  # only failed jobs replay
+
+
+async def test_release_hands_back_without_counting_the_attempt(repo):
+    job = await new_job(repo)
+    await repo.claim(job.job_id, owner="a", lease_seconds=30)
+    released = await repo.release(job.job_id, owner="a")
+    assert released.status is JobStatus.PENDING and released.attempts == 0
+
+
+async def test_heartbeat_extends_only_the_owners_lease(repo):
+    job = await new_job(repo)
+    await repo.claim(job.job_id, owner="a", lease_seconds=30)
+    assert await repo.heartbeat(job.job_id, owner="a", lease_seconds=30, progress=0.5)
+    assert not await repo.heartbeat(job.job_id, owner="b", lease_seconds=30, progress=0.9)
+    assert (await repo.get(job.job_id)).progress == 0.5
+
+
+async def test_expired_leases_are_requeued_or_failed_once_by_concurrent_sweeps(repo):
+    jobs = [await new_job(repo) for _ in range(6)]
+    for job in jobs:
+        await repo.claim(job.job_id, owner="dead-worker", lease_seconds=0.01)
+    # the last two have used up their attempts
+    for job in jobs[4:]:
+        await repo.transition(Transition.RELEASE, job.job_id, owner="dead-worker")
+        for _ in range(3):
+            await repo.claim(job.job_id, owner="dead-worker", lease_seconds=0.01)
+            await repo.transition(Transition.RELEASE, job.job_id, owner="dead-worker")
+        await repo.claim(job.job_id, owner="dead-worker", lease_seconds=0.01)
+    await asyncio.sleep(0.05)
+    published: list[uuid.UUID] = []
+    parked: list[uuid.UUID] = []
+
+    async def requeue(job):
+        await asyncio.sleep(0.01)  # hold the row lock a moment
+        published.append(job.job_id)
+
+    async def dead(job):
+        parked.append(job.job_id)
+
+    await asyncio.gather(
+        *(repo.sweep_expired(max_attempts=1, limit=100, requeue=requeue, dead_letter=dead) for _ in range(3))
+    )
+    assert sorted(published + parked) == sorted(j.job_id for j in jobs)
+    assert len(set(published)) == len(published)
+
+
+async def test_a_failed_publish_rolls_the_sweep_back(repo):
+    job = await new_job(repo)
+    await repo.claim(job.job_id, owner="gone", lease_seconds=0.01)
+    await asyncio.sleep(0.05)
+
+    async def broken(job):
+        raise RuntimeError("broker down")
+
+    with pytest.raises(RuntimeError):
+        await repo.sweep_expired(max_attempts=5, limit=10, requeue=broken, dead_letter=broken)
+    assert (await repo.get(job.job_id)).status is JobStatus.RUNNING
+
+
+async def test_the_outbox_publishes_unconfirmed_jobs_once_across_sweeps(repo):
+    jobs = [await new_job(repo) for _ in range(5)]
+    await repo.mark_published(jobs[0].job_id)
+    await asyncio.sleep(0.05)
+    seen: list[uuid.UUID] = []
+
+    async def publish(job):
+        await asyncio.sleep(0.01)
+        seen.append(job.job_id)
+
+    sweeps = [
+        repo.sweep_unpublished(grace_seconds=0.01, republish_after_seconds=3600, limit=100, publish=publish)
+        for _ in range(3)
+    ]
+    await asyncio.gather(*sweeps)
+    assert sorted(seen) == sorted(j.job_id for j in jobs[1:])
+    assert await repo.sweep_unpublished(
+        grace_seconds=0.01, republish_after_seconds=3600, limit=100, publish=publish
+    ) == []

@@ -1,0 +1,35 @@
+"""Test-only pipelines, loaded through the ``VIDEOQ_PLUGINS`` setting the same
+way a platform team adds its own (see docs/pipeline.md)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from shared.errors import DependencyUnavailable
+from shared.pipeline import Analyzer, Frame, PipelineRegistry
+
+
+class _Slow(Analyzer):
+    """Sleeps per frame: a job that takes a while (shutdown, crash tests)."""
+
+    def analyze(self, frame: Frame) -> dict[str, Any]:
+        time.sleep(float(os.environ.get("VIDEOQ_TEST_SLOW_SECONDS", "0.2")))
+        return {"slept": True}
+
+
+
+class _Flaky(Analyzer):
+    """Always raises a transient error: a job that walks every retry tier."""
+
+    def analyze(self, frame: Frame) -> dict[str, Any]:
+        raise DependencyUnavailable("model server", "test pipeline always fails")
+
+
+
+def register(registry: PipelineRegistry) -> None:
+    registry.register_analyzer("slow", _Slow)
+    registry.register_analyzer("flaky", _Flaky)
+    registry.register_pipeline("slow", ["slow"])
+    registry.register_pipeline("flaky", ["flaky"])
