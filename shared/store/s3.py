@@ -191,7 +191,7 @@ class S3Store:
         try:
             async with answer["Body"] as body:
                 with path.open("wb") as handle:
-                    async for chunk in body.content.iter_chunked(1024 * 1024):
+                    async for chunk in body.iter_chunks(1024 * 1024):
                         await asyncio.to_thread(handle.write, chunk)
                         size += len(chunk)
         except (TimeoutError, BotoCoreError, OSError) as exc:
@@ -202,7 +202,7 @@ class S3Store:
         answer = await self._get(key)
         try:
             async with answer["Body"] as body:
-                async for chunk in body.content.iter_chunked(256 * 1024):
+                async for chunk in body.iter_chunks(256 * 1024):
                     yield chunk
         except (BotoCoreError, OSError) as exc:
             raise _unavailable(exc) from None

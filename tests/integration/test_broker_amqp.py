@@ -1,0 +1,117 @@
+"""The RabbitMQ adapter on a real broker."""
+
+import asyncio
+import uuid
+from urllib.parse import quote, urlsplit
+
+import aio_pika
+import pytest
+
+from shared.broker import AmqpBroker
+from shared.errors import DependencyUnavailable
+from shared.payload import build_payload
+from shared.settings import Settings
+from shared.topology import build_topology
+from tests.support.services import rabbit_get
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def amqp_settings(amqp_url):
+    return Settings(amqp_url=amqp_url, retry_delays=(0.3, 0.6, 1.2))
+
+
+@pytest.fixture
+async def broker(amqp_settings):
+    b = await AmqpBroker.connect(amqp_settings, app_id="videoq-test")
+    yield b
+    await b.close()
+
+
+def vhost_of(url: str) -> str:
+    return quote(urlsplit(url).path.lstrip("/"), safe="")
+
+
+async def test_every_service_declares_the_same_topology_idempotently(amqp_settings, services_ready):
+    first = await AmqpBroker.connect(amqp_settings, app_id="a")
+    second = await AmqpBroker.connect(amqp_settings, app_id="b")  # same arguments: no error
+    await first.close()
+    await second.close()
+    vhost = vhost_of(amqp_settings.amqp_url.get_secret_value())
+    queues = {q["name"]: q for q in rabbit_get(services_ready, f"/api/queues/{vhost}")}
+    expected = build_topology(amqp_settings)
+    for queue in expected.queues:
+        assert queues[queue.name]["durable"] is True
+        assert queues[queue.name]["arguments"] == queue.arguments
+    exchanges = {e["name"]: e for e in rabbit_get(services_ready, f"/api/exchanges/{vhost}")}
+    for exchange in expected.exchanges:
+        assert exchanges[exchange.name]["type"] == exchange.type
+        assert exchanges[exchange.name]["durable"] is True
+
+
+async def test_a_published_job_is_consumed_with_its_properties(broker):
+    job_id = uuid.uuid4()
+    received = asyncio.get_running_loop().create_future()
+
+    async def handler(delivery):
+        await delivery.ack()
+        received.set_result(delivery)
+
+    await broker.consume(handler, prefetch=1)
+    await broker.publish_job(job_id, attempt=2)
+    delivery = await asyncio.wait_for(received, 10)
+    assert delivery.body == build_payload(job_id)
+    assert delivery.message_id == str(job_id)
+    assert delivery.headers["attempt"] == 2
+
+
+async def test_a_retry_tier_delivers_back_to_the_work_queue_after_its_delay(broker):
+    job_id = uuid.uuid4()
+    arrivals = []
+    done = asyncio.Event()
+
+    async def handler(delivery):
+        arrivals.append(asyncio.get_running_loop().time())
+        await delivery.ack()
+        done.set()
+
+    await broker.consume(handler, prefetch=1)
+    sent = asyncio.get_running_loop().time()
+    await broker.publish_job(job_id, tier="600ms")
+    await asyncio.wait_for(done.wait(), 10)
+    assert arrivals[0] - sent >= 0.5
+
+
+async def test_an_unroutable_publish_raises(amqp_settings):
+    broken = amqp_settings.model_copy(update={"exchange_jobs": "videoq.nowhere"})
+    broker = await AmqpBroker.connect(broken, app_id="t")
+    try:
+        # The exchange exists but nothing is bound with the key: returned, raised.
+        await broker._channel.declare_exchange("videoq.orphan", aio_pika.ExchangeType.DIRECT)
+        broker._exchanges[broken.exchange_jobs] = await broker._channel.get_exchange("videoq.orphan")
+        with pytest.raises(DependencyUnavailable):
+            await broker.publish_job(uuid.uuid4())
+    finally:
+        await broker.close()
+
+
+async def test_dead_letters_are_listed_taken_and_purged(broker):
+    ids = [uuid.uuid4() for _ in range(3)]
+    for i, job_id in enumerate(ids):
+        await broker.publish_dead(build_payload(job_id), reason=f"why {i}", job_id=str(job_id), attempt=5)
+    await asyncio.sleep(0.2)
+    listed = await broker.dead_letters(limit=10)
+    assert [d.job_id for d in listed] == [str(i) for i in ids]
+    assert [d.reason for d in listed] == ["why 0", "why 1", "why 2"]
+    assert len(await broker.dead_letters(limit=10)) == 3  # listing leaves them there
+    taken = await broker.take_dead_letters(limit=1)
+    assert taken[0].job_id == str(ids[0])
+    assert await broker.purge_dead() == 2
+    assert await broker.dead_letters(limit=10) == []
+
+
+async def test_an_unreachable_broker_is_a_dependency_error():
+    settings = Settings(amqp_url="amqp://guest:guest@127.0.0.1:1/")
+    with pytest.raises(DependencyUnavailable):
+        await AmqpBroker.connect(settings, app_id="t")

@@ -1,0 +1,77 @@
+"""The S3 adapter on a real S3 endpoint, and the folder adapter beside it."""
+
+import os
+from pathlib import Path
+
+import boto3
+import pytest
+
+from shared.errors import DependencyUnavailable, InputMissing
+from shared.store import FileStore, S3Store
+from shared.store.s3 import PART_SIZE
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["s3", "folder"])
+async def store(request, services_ready, bucket, tmp_path):
+    if request.param == "folder":
+        yield FileStore(tmp_path / "store")
+        return
+    s3 = await S3Store.open(f"s3://{bucket}/pre", endpoint_url=services_ready.s3_endpoint, region="us-east-1")
+    yield s3
+    await s3.close()
+
+
+async def test_a_multipart_upload_round_trips(store, tmp_path):
+    data = os.urandom(PART_SIZE * 2 + 12345)
+    upload = await store.open_upload("inputs/x.mp4", content_type="video/mp4")
+    for i in range(0, len(data), 1_000_000):
+        await upload.write(data[i : i + 1_000_000])
+    assert await upload.complete() == len(data)
+    assert await store.size("inputs/x.mp4") == len(data)
+    target = tmp_path / "back.bin"
+    assert await store.download_file("inputs/x.mp4", target) == len(data)
+    assert target.read_bytes() == data
+    streamed = b"".join([chunk async for chunk in store.iter_bytes("inputs/x.mp4")])
+    assert streamed == data
+
+
+async def test_an_aborted_upload_leaves_nothing(store, services_ready, bucket):
+    upload = await store.open_upload("inputs/gone.mp4", content_type="video/mp4")
+    await upload.write(os.urandom(PART_SIZE + 10))
+    await upload.abort()
+    assert not await store.exists("inputs/gone.mp4")
+    if isinstance(store, S3Store):
+        s3 = boto3.client("s3", endpoint_url=services_ready.s3_endpoint)
+        assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+async def test_a_missing_object_is_input_missing(store, tmp_path):
+    with pytest.raises(InputMissing):
+        await store.download_file("inputs/none.mp4", tmp_path / "x")
+    assert not await store.exists("inputs/none.mp4")
+
+
+async def test_the_s3_prefix_is_applied(services_ready, bucket, tmp_path):
+    s3 = await S3Store.open(f"s3://{bucket}/tenant-a", endpoint_url=services_ready.s3_endpoint, region="us-east-1")
+    path = tmp_path / "f.json"
+    path.write_bytes(b"{}")
+    await s3.upload_file("results/r.json", path, content_type="application/json")
+    await s3.close()
+    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=services_ready.s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["tenant-a/results/r.json"]
+
+
+async def test_an_unreachable_endpoint_is_a_dependency_error():
+    s3 = await S3Store.open("s3://nowhere", endpoint_url="http://127.0.0.1:1", region="us-east-1")
+    try:
+        with pytest.raises(DependencyUnavailable):
+            await s3.ping()
+    finally:
+        await s3.close()
+
+
+def test_folder_keys_cannot_escape_the_folder(tmp_path: Path):
+    with pytest.raises(ValueError):
+        FileStore(tmp_path)._path("../etc/passwd")
