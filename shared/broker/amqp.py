@@ -88,7 +88,7 @@ class AmqpBroker:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             broker = cls(
                 connection=connection,
-                channel=channel,  # type: ignore[arg-type]
+                channel=channel,
                 topology=build_topology(settings),
                 settings=settings,
                 app_id=app_id,

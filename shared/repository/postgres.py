@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from shared.errors import DependencyUnavailable
 from shared.jobs import Job, JobStatus, Transition
@@ -21,6 +22,8 @@ from shared.repository.migrate import apply_migrations
 __all__ = ["PostgresJobRepository", "connect_repository"]
 
 T = TypeVar("T")
+#: A pooled connection, as the pool hands it out.
+Conn = PoolConnectionProxy[asyncpg.Record]
 
 # Errors that mean "the database is not there right now", not "bad SQL".
 _UNAVAILABLE = (
@@ -131,7 +134,7 @@ class PostgresJobRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def _run(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def _run(self, op: Callable[[Conn], Awaitable[T]]) -> T:
         try:
             async with self._pool.acquire() as conn:
                 return await op(conn)
@@ -139,7 +142,7 @@ class PostgresJobRepository:
             raise DependencyUnavailable("database", type(exc).__name__) from None
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self) -> AsyncIterator[Conn]:
         """A connection inside a transaction (for the janitor's locked sweeps)."""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -194,7 +197,7 @@ class PostgresJobRepository:
         transition: Transition,
         job_id: UUID,
         *,
-        conn: asyncpg.Connection | None = None,
+        conn: Conn | None = None,
         **params: Any,
     ) -> Job | None:
         """Apply ``transition`` to ``job_id`` if its guard holds; else ``None``."""

@@ -49,7 +49,9 @@ async def leftovers(settings, services) -> tuple[int, list[str]]:
     return rows, keys + [u["Key"] for u in uploads]
 
 
-async def test_submit_stores_the_file_creates_the_row_and_publishes(api, settings, services_ready, sample_mp4):
+async def test_submit_stores_the_file_creates_the_row_and_publishes(
+    api, settings, services_ready, sample_mp4
+):
     response = await api.post(
         "/video/submit",
         files={"file": ("clip.mp4", sample_mp4.read_bytes(), "video/mp4")},
@@ -74,13 +76,17 @@ async def test_submit_stores_the_file_creates_the_row_and_publishes(api, setting
         (b"\x00\x00\x00\x20ftyp", 415, "Unsupported file type"),  # too short to be a video
     ],
 )
-async def test_bad_uploads_are_refused_and_leave_nothing(api, settings, services_ready, content, status, detail):
+async def test_bad_uploads_are_refused_and_leave_nothing(
+    api, settings, services_ready, content, status, detail
+):
     response = await api.post("/video/submit", files={"file": ("x.mp4", content, "video/mp4")})
     assert (response.status_code, response.json()["detail"]) == (status, detail)
     assert await leftovers(settings, services_ready) == (0, [])
 
 
-async def test_an_upload_over_the_limit_is_413_and_one_at_the_limit_is_accepted(api, settings, services_ready):
+async def test_an_upload_over_the_limit_is_413_and_one_at_the_limit_is_accepted(
+    api, settings, services_ready
+):
     head = b"\x00\x00\x00\x20ftypisom" + b"\x00" * 20
     at_limit = head + b"\x00" * (LIMIT - len(head))
     over = at_limit + b"\x00"
@@ -100,9 +106,13 @@ async def test_an_upload_over_the_limit_is_413_and_one_at_the_limit_is_accepted(
         ({"max_frames": "-3"}, "max_frames must be between 1 and 100000"),
     ],
 )
-async def test_bad_parameters_are_422_and_leave_nothing(api, settings, services_ready, sample_mp4, fields, detail):
+async def test_bad_parameters_are_422_and_leave_nothing(
+    api, settings, services_ready, sample_mp4, fields, detail
+):
     response = await api.post(
-        "/video/submit", files={"file": ("a.mp4", sample_mp4.read_bytes(), "video/mp4")}, data=fields
+        "/video/submit",
+        files={"file": ("a.mp4", sample_mp4.read_bytes(), "video/mp4")},
+        data=fields,
     )
     assert (response.status_code, response.json()["detail"]) == (422, detail)
     assert await leftovers(settings, services_ready) == (0, [])
@@ -122,10 +132,15 @@ async def test_unknown_jobs_are_404(api):
 
 
 async def test_results_are_404_until_completed(api, sample_mp4):
-    response = await api.post("/video/submit", files={"file": ("a.mp4", sample_mp4.read_bytes(), "video/mp4")})
+    response = await api.post(
+        "/video/submit", files={"file": ("a.mp4", sample_mp4.read_bytes(), "video/mp4")}
+    )
     job_id = response.json()["job_id"]
     response = await api.get(f"/video/results/{job_id}")
-    assert (response.status_code, response.json()["detail"]) == (404, "Results not available: job is pending")
+    assert (response.status_code, response.json()["detail"]) == (
+        404,
+        "Results not available: job is pending",
+    )
 
 
 async def test_readiness_names_each_dependency(api):

@@ -36,17 +36,28 @@ async def test_a_new_job_is_pending_with_the_specs_columns(repo, database_url):
     assert (job.attempts, job.progress, job.output_path, job.error_message) == (0, 0.0, None, None)
     assert job.frame_stride == 2
     conn = await asyncpg.connect(database_url)
-    columns = [r["column_name"] for r in await conn.fetch(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'jobs' ORDER BY ordinal_position"
-    )]
+    columns = [
+        r["column_name"]
+        for r in await conn.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'jobs' ORDER BY ordinal_position"
+        )
+    ]
     await conn.close()
     assert columns[:7] == [
-        "job_id", "status", "created_at", "updated_at", "input_path", "output_path", "error_message"
+        "job_id",
+        "status",
+        "created_at",
+        "updated_at",
+        "input_path",
+        "output_path",
+        "error_message",
     ]
 
 
 async def test_migrations_are_applied_once_even_when_services_start_together(database_url):
-    repos = await asyncio.gather(*(connect_repository(database_url, migrate=True) for _ in range(4)))
+    repos = await asyncio.gather(
+        *(connect_repository(database_url, migrate=True) for _ in range(4))
+    )
     for r in repos:
         await r.close()
     conn = await asyncpg.connect(database_url)
@@ -140,7 +151,10 @@ async def test_expired_leases_are_requeued_or_failed_once_by_concurrent_sweeps(r
         parked.append(job.job_id)
 
     await asyncio.gather(
-        *(repo.sweep_expired(max_attempts=1, limit=100, requeue=requeue, dead_letter=dead) for _ in range(3))
+        *(
+            repo.sweep_expired(max_attempts=1, limit=100, requeue=requeue, dead_letter=dead)
+            for _ in range(3)
+        )
     )
     assert sorted(published + parked) == sorted(j.job_id for j in jobs)
     assert len(set(published)) == len(published)
@@ -170,11 +184,16 @@ async def test_the_outbox_publishes_unconfirmed_jobs_once_across_sweeps(repo):
         seen.append(job.job_id)
 
     sweeps = [
-        repo.sweep_unpublished(grace_seconds=0.01, republish_after_seconds=3600, limit=100, publish=publish)
+        repo.sweep_unpublished(
+            grace_seconds=0.01, republish_after_seconds=3600, limit=100, publish=publish
+        )
         for _ in range(3)
     ]
     await asyncio.gather(*sweeps)
     assert sorted(seen) == sorted(j.job_id for j in jobs[1:])
-    assert await repo.sweep_unpublished(
-        grace_seconds=0.01, republish_after_seconds=3600, limit=100, publish=publish
-    ) == []
+    assert (
+        await repo.sweep_unpublished(
+            grace_seconds=0.01, republish_after_seconds=3600, limit=100, publish=publish
+        )
+        == []
+    )

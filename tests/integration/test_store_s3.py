@@ -18,7 +18,9 @@ async def store(request, services_ready, bucket, tmp_path):
     if request.param == "folder":
         yield FileStore(tmp_path / "store")
         return
-    s3 = await S3Store.open(f"s3://{bucket}/pre", endpoint_url=services_ready.s3_endpoint, region="us-east-1")
+    s3 = await S3Store.open(
+        f"s3://{bucket}/pre", endpoint_url=services_ready.s3_endpoint, region="us-east-1"
+    )
     yield s3
     await s3.close()
 
@@ -54,12 +56,19 @@ async def test_a_missing_object_is_input_missing(store, tmp_path):
 
 
 async def test_the_s3_prefix_is_applied(services_ready, bucket, tmp_path):
-    s3 = await S3Store.open(f"s3://{bucket}/tenant-a", endpoint_url=services_ready.s3_endpoint, region="us-east-1")
+    s3 = await S3Store.open(
+        f"s3://{bucket}/tenant-a", endpoint_url=services_ready.s3_endpoint, region="us-east-1"
+    )
     path = tmp_path / "f.json"
     path.write_bytes(b"{}")
     await s3.upload_file("results/r.json", path, content_type="application/json")
     await s3.close()
-    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=services_ready.s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]]
+    keys = [
+        o["Key"]
+        for o in boto3.client("s3", endpoint_url=services_ready.s3_endpoint).list_objects_v2(
+            Bucket=bucket
+        )["Contents"]
+    ]
     assert keys == ["tenant-a/results/r.json"]
 
 

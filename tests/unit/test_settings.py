@@ -43,4 +43,7 @@ def test_redacted_settings_hold_no_password():
 
 
 def test_urls_without_a_password_are_left_alone():
-    assert redact_url("postgresql://postgres@127.0.0.1/videoq") == "postgresql://postgres@127.0.0.1/videoq"
+    assert (
+        redact_url("postgresql://postgres@127.0.0.1/videoq")
+        == "postgresql://postgres@127.0.0.1/videoq"
+    )

@@ -6,7 +6,9 @@ from shared.topology import build_topology, tier_name
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("delay,name", [(10, "10s"), (60, "1m"), (600, "10m"), (7200, "2h"), (0.5, "500ms")])
+@pytest.mark.parametrize(
+    "delay,name", [(10, "10s"), (60, "1m"), (600, "10m"), (7200, "2h"), (0.5, "500ms")]
+)
 def test_tier_names_read_like_their_delay(delay, name):
     assert tier_name(delay) == name
 
