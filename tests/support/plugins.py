@@ -19,13 +19,11 @@ class _Slow(Analyzer):
         return {"slept": True}
 
 
-
 class _Flaky(Analyzer):
     """Always raises a transient error: a job that walks every retry tier."""
 
     def analyze(self, frame: Frame) -> dict[str, Any]:
         raise DependencyUnavailable("model server", "test pipeline always fails")
-
 
 
 def register(registry: PipelineRegistry) -> None:

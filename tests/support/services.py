@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 import pytest
 
-__all__ = ["Services", "discover_services", "new_vhost", "drop_vhost", "settings_env"]
+__all__ = ["Services", "discover_services", "drop_vhost", "new_vhost", "settings_env"]
 
 
 @dataclass
@@ -88,7 +88,9 @@ def discover_services(stack: list[object]) -> Services:
 def _api(services: Services) -> httpx.Client:
     parts = urlsplit(services.rabbitmq_api)
     base = urlunsplit((parts.scheme, f"{parts.hostname}:{parts.port}", parts.path, "", ""))
-    return httpx.Client(base_url=base, auth=(parts.username or "guest", parts.password or "guest"), timeout=30)
+    return httpx.Client(
+        base_url=base, auth=(parts.username or "guest", parts.password or "guest"), timeout=30
+    )
 
 
 def new_vhost(services: Services) -> tuple[str, str]:

@@ -10,14 +10,20 @@ from tests.support.videos import make_mp4, truncate
 pytestmark = pytest.mark.system
 
 
-def test_a_job_goes_pending_running_completed_and_has_one_result_per_sampled_frame(client, sample_mp4):
+def test_a_job_goes_pending_running_completed_and_has_one_result_per_sampled_frame(
+    client, sample_mp4
+):
     job_id = client.submit(sample_mp4, frame_stride=3)
     seen = []
-    final = client.wait(job_id, timeout=60, on_status=lambda s: seen.append(s["status"]), interval=0.02)
+    final = client.wait(
+        job_id, timeout=60, on_status=lambda s: seen.append(s["status"]), interval=0.02
+    )
     assert final["status"] == "completed", final
     assert final["progress"] == 1.0 and final["attempts"] == 1
     assert seen[0] in ("pending", "running")
-    assert [s for s in dict.fromkeys(seen)] == [s for s in ("pending", "running", "completed") if s in seen]
+    assert [s for s in dict.fromkeys(seen)] == [
+        s for s in ("pending", "running", "completed") if s in seen
+    ]
     results = client.results(job_id)
     assert results["job_id"] == job_id
     assert [r["frame_index"] for r in results["results"]] == list(range(0, 20, 3))
