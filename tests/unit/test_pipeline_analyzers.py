@@ -270,6 +270,26 @@ def test_ocr_reads_rendered_text_with_its_box(
     assert doc["summary"]["ocr"] == {"frames_with_text": 1}
 
 
+@needs_tesseract
+def test_ocr_reads_light_text_on_a_dark_busy_ground_and_nothing_in_texture(
+    service: VideoFilePipelineService, videos: Path, tmp_path: Path
+) -> None:
+    def frame(i: int) -> np.ndarray:
+        image = segment_frame(1, i, width=640, height=360)  # dark checker, a moving disc
+        if i == 0:
+            cv2.putText(
+                image, "Subtitle line", (140, 320), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255,) * 3, 3
+            )
+        return image
+
+    video = make_mp4(videos / "subtitle.mp4", seconds=0.2, fps=10, frame=frame)
+    doc = run(service, video, tmp_path, pipeline="ocr")
+    with_text, without = (r["result"]["ocr"] for r in doc["results"])
+    assert [line["text"] for line in with_text] == ["Subtitle line"]
+    assert 280 < with_text[0]["y"] < 320
+    assert without == []
+
+
 def test_ocr_without_tesseract_fails_the_job_at_once(
     service: VideoFilePipelineService,
     three_shots: Path,
