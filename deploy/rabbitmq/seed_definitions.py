@@ -14,7 +14,10 @@ With ``RABBITMQ_ADMIN_USER`` and ``RABBITMQ_ADMIN_PASSWORD`` set it also adds an
 administrator (for the management UI), since a node that imports definitions at
 boot creates no default user.
 
-Usage: ``python seed_definitions.py SOURCE DEST``. Exit 2 on a usage error.
+Usage: ``python seed_definitions.py [--drop-locked] SOURCE DEST``. With
+``--drop-locked`` users left without a password (and their permissions) are
+left out of the copy, so importing it into a running broker never resets the
+password of a user that already exists there. Exit 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ def env_name(user: str) -> str:
     return "RABBITMQ_PASSWORD_" + re.sub(r"[^A-Za-z0-9]", "_", user).upper()
 
 
-def seed(definitions: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def seed(
+    definitions: dict[str, Any], environ: Mapping[str, str], *, drop_locked: bool = False
+) -> dict[str, Any]:
     """Return a copy of ``definitions`` with passwords hashed from ``environ``."""
     data = json.loads(json.dumps(definitions))
     for user in data.get("users", []):
@@ -55,8 +60,9 @@ def seed(definitions: dict[str, Any], environ: Mapping[str, str]) -> dict[str, A
         if password:
             user["password_hash"] = password_hash(password)
             user["hashing_algorithm"] = HASHING_ALGORITHM
-    admin, admin_password = environ.get("RABBITMQ_ADMIN_USER"), environ.get(
-        "RABBITMQ_ADMIN_PASSWORD"
+    admin, admin_password = (
+        environ.get("RABBITMQ_ADMIN_USER"),
+        environ.get("RABBITMQ_ADMIN_PASSWORD"),
     )
     if admin and admin_password:
         data["users"] = [u for u in data.get("users", []) if u["name"] != admin]
@@ -74,15 +80,22 @@ def seed(definitions: dict[str, Any], environ: Mapping[str, str]) -> dict[str, A
             {"user": admin, "vhost": vhost["name"], "configure": ".*", "write": ".*", "read": ".*"}
             for vhost in data.get("vhosts", [])
         )
+    if drop_locked:
+        locked = {u["name"] for u in data.get("users", []) if not u.get("password_hash")}
+        data["users"] = [u for u in data.get("users", []) if u["name"] not in locked]
+        data["permissions"] = [p for p in data.get("permissions", []) if p["user"] not in locked]
     return data
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: seed_definitions.py SOURCE DEST", file=sys.stderr)
+    args = argv[1:]
+    drop_locked = "--drop-locked" in args
+    args = [a for a in args if a != "--drop-locked"]
+    if len(args) != 2 or any(a.startswith("-") for a in args):
+        print("usage: seed_definitions.py [--drop-locked] SOURCE DEST", file=sys.stderr)
         return 2
-    source, dest = Path(argv[1]), Path(argv[2])
-    data = seed(json.loads(source.read_text(encoding="utf-8")), os.environ)
+    source, dest = Path(args[0]), Path(args[1])
+    data = seed(json.loads(source.read_text(encoding="utf-8")), os.environ, drop_locked=drop_locked)
     locked = [u["name"] for u in data["users"] if not u.get("password_hash")]
     dest.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     # RabbitMQ runs as another user and must read the file; it holds salted
