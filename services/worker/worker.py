@@ -132,6 +132,14 @@ class Worker:
             self._tasks.add(task)
         try:
             await self._handle(delivery)
+        except Exception:
+            # Never leave a message unsettled: it would hold a prefetch slot
+            # of this channel until the connection closes.
+            log.exception("message.handler_crashed", extra={"job_id": delivery.message_id})
+            if not delivery.settled:
+                await asyncio.sleep(1)
+                with contextlib.suppress(Exception):
+                    await delivery.requeue()
         finally:
             if task is not None:
                 self._tasks.discard(task)
@@ -144,16 +152,19 @@ class Worker:
             return
         async with self._slots:
             if self._stopping:
-                return  # not acked: the broker hands it to another worker
+                await delivery.requeue()  # another worker takes it
+                return
             try:
                 job = await self._repo.claim(
                     job_id, owner=self.worker_id, lease_seconds=self._settings.lease_seconds
                 )
             except DependencyUnavailable as exc:
-                # Leave the message unacked a moment, then hand it back.
+                # The database is away: hold the message a moment (no hot
+                # loop), then hand it back to the queue.
                 log.warning("job.claim_failed", extra={"job_id": str(job_id), "error": str(exc)})
                 await asyncio.sleep(2)
-                raise
+                await delivery.requeue()
+                return
             if job is None:
                 await self._drop(delivery, job_id)
                 return
@@ -219,7 +230,16 @@ class Worker:
         except JobInterrupted:
             outcome = await self._interrupted(running)
         except Exception as exc:  # every error is classified in shared.retry
-            outcome = await self._failed(job, exc)
+            try:
+                outcome = await self._failed(job, exc)
+            except DependencyUnavailable as lost:
+                # Could not record the outcome: the lease will expire and the
+                # janitor requeues the job.
+                log.error(
+                    "job.outcome_unrecorded",
+                    extra={"job_id": str(job.job_id), "error": str(exc), "cause": str(lost)},
+                )
+                outcome = "unrecorded"
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -170,13 +170,17 @@ class AmqpBroker:
             async def ack() -> None:
                 await message.ack()
 
+            async def requeue() -> None:
+                await message.nack(requeue=True)
+
             await handler(
                 Delivery(
                     body=message.body,
                     message_id=message.message_id,
                     headers=dict(message.headers or {}),
                     redelivered=bool(message.redelivered),
-                    ack=ack,
+                    _ack=ack,
+                    _requeue=requeue,
                 )
             )
 

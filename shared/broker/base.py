@@ -18,8 +18,22 @@ class Delivery:
     message_id: str | None
     headers: dict[str, Any]
     redelivered: bool
-    #: Acknowledge: the broker forgets the message.
-    ack: Callable[[], Awaitable[None]]
+    _ack: Callable[[], Awaitable[None]]
+    _requeue: Callable[[], Awaitable[None]]
+    #: Acked or handed back already (each message is settled once).
+    settled: bool = False
+
+    async def ack(self) -> None:
+        """Acknowledge: the broker forgets the message."""
+        if not self.settled:
+            self.settled = True
+            await self._ack()
+
+    async def requeue(self) -> None:
+        """Hand the message back to the queue for another consumer."""
+        if not self.settled:
+            self.settled = True
+            await self._requeue()
 
 
 Handler = Callable[[Delivery], Awaitable[None]]

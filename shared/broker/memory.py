@@ -75,13 +75,19 @@ class MemoryBroker:
                 async def ack() -> None:
                     return None
 
+                async def requeue(
+                    item: tuple[bytes, str | None, dict[str, Any]] = (body, message_id, headers),
+                ) -> None:
+                    self._work.put_nowait(item)
+
                 await handler(
                     Delivery(
                         body=body,
                         message_id=message_id,
                         headers=headers,
                         redelivered=False,
-                        ack=ack,
+                        _ack=ack,
+                        _requeue=requeue,
                     )
                 )
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from shared.errors import DependencyUnavailable
 from shared.jobs import Job, JobStatus, Transition
@@ -22,8 +21,11 @@ from shared.repository.migrate import apply_migrations
 __all__ = ["PostgresJobRepository", "connect_repository"]
 
 T = TypeVar("T")
-#: A pooled connection, as the pool hands it out.
-Conn = PoolConnectionProxy[asyncpg.Record]
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    #: A pooled connection, as the pool hands it out.
+    Conn = PoolConnectionProxy[asyncpg.Record]
 
 # Errors that mean "the database is not there right now", not "bad SQL".
 _UNAVAILABLE = (
