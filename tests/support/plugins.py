@@ -31,3 +31,17 @@ def register(registry: PipelineRegistry) -> None:
     registry.register_analyzer("flaky", _Flaky)
     registry.register_pipeline("slow", ["slow"])
     registry.register_pipeline("flaky", ["flaky"])
+    register_crash(registry)
+
+
+class _Crash(Analyzer):
+    """Kills its own worker process: a poison job (segfault, OOM)."""
+
+    def analyze(self, frame: Frame) -> dict[str, Any]:
+        os.kill(os.getpid(), 9)
+        return {}
+
+
+def register_crash(registry: PipelineRegistry) -> None:
+    registry.register_analyzer("crash", _Crash)
+    registry.register_pipeline("crash", ["crash"])
