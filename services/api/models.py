@@ -49,12 +49,20 @@ class FrameResult(BaseModel):
     result: dict[str, Any]
 
 
+class Page(BaseModel):
+    offset: int
+    limit: int | None
+    total: int
+
+
 class ResultsResponse(BaseModel):
     job_id: UUID
     pipeline: str
     video: dict[str, Any]
     summary: dict[str, Any]
     results: list[FrameResult]
+    #: Present when ``offset`` or ``limit`` was given.
+    page: Page | None = None
 
 
 class ErrorResponse(BaseModel):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.api.deps import Backend, Config, MetricsDep, Pipelines
@@ -171,10 +172,27 @@ async def status(job_id: JobId, backends: Backend) -> StatusResponse:
         503: _ERRORS[503],
     },
 )
-async def results(job_id: JobId, backends: Backend) -> Response:
+async def results(
+    job_id: JobId,
+    backends: Backend,
+    offset: Annotated[int, Query(ge=0, description="First result entry to return")] = 0,
+    limit: Annotated[
+        int | None, Query(ge=1, le=10_000, description="At most this many entries")
+    ] = None,
+) -> Response:
     job = await _job(backends, job_id)
     if job.status is not JobStatus.COMPLETED or job.output_path is None:
         raise ResultsNotReady(job.status.value)
+    if offset or limit is not None:
+        # A page: parse the document and slice its results.
+        raw = b"".join([chunk async for chunk in backends.store.iter_bytes(job.output_path)])
+        document = json.loads(raw)
+        entries = document.get("results", [])
+        end = len(entries) if limit is None else offset + limit
+        document["results"] = entries[offset:end]
+        document["page"] = {"offset": offset, "limit": limit, "total": len(entries)}
+        return JSONResponse(document)
+    # The whole document streams from the store: memory stays flat.
     size = await backends.store.size(job.output_path)
     return StreamingResponse(
         backends.store.iter_bytes(job.output_path),

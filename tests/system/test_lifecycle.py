@@ -29,6 +29,11 @@ def test_a_job_goes_pending_running_completed_and_has_one_result_per_sampled_fra
     assert [r["frame_index"] for r in results["results"]] == list(range(0, 20, 3))
     assert [r["timestamp_s"] for r in results["results"]] == [i / 10 for i in range(0, 20, 3)]
     assert all(r["result"]["width"] == 64 for r in results["results"])
+    page = client._check(
+        client._http.get(f"/video/results/{job_id}", params={"offset": 2, "limit": 3})
+    )
+    assert [r["frame_index"] for r in page["results"]] == [6, 9, 12]
+    assert page["page"] == {"offset": 2, "limit": 3, "total": 7}
 
 
 def test_a_corrupt_mp4_fails_with_its_message_and_is_not_retried(client, sample_mp4, tmp_path):
