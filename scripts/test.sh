@@ -26,6 +26,16 @@ if ((${#need_apt[@]})); then
     fi
 fi
 
+# --- checkov: its own venv (it pins a boto3 that aiobotocore cannot use) -------
+if [ -z "${CHECKOV_BIN:-}" ]; then
+    if [ ! -x .venv-checkov/bin/checkov ]; then
+        log "installing checkov into .venv-checkov"
+        python3 -m venv .venv-checkov
+        .venv-checkov/bin/pip install -q checkov==3.3.30
+    fi
+    export CHECKOV_BIN="$PWD/.venv-checkov/bin/checkov"
+fi
+
 # --- RabbitMQ and PostgreSQL: the machine's own, started if stopped ------------
 if [ -z "${VIDEOQ_TEST_AMQP_URL:-}" ]; then
     if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
