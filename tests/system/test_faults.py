@@ -338,3 +338,19 @@ def test_two_janitors_publish_each_stranded_job_once(stack, settings, services_r
         "janitor.published"
     )
     assert published == len(ids)
+
+
+def test_a_job_over_its_time_limit_is_stopped_retried_and_failed_with_the_reason(
+    settings, tmp_path, sample_mp4
+):
+    settings = settings.model_copy(update={"max_attempts": 2, "job_timeout_seconds": 1.0})
+    stack = Stack(settings, tmp_path / "logs")
+    try:
+        with Client(stack.start_api()) as client:
+            stack.start_worker(VIDEOQ_TEST_SLOW_SECONDS="0.5")  # 20 frames: 10 s, over the limit
+            job_id = client.submit(sample_mp4, pipeline="slow")
+            final = client.wait(job_id, timeout=60)
+    finally:
+        stack.stop()
+    assert final["status"] == "failed" and final["attempts"] == 2
+    assert final["error_message"] == "Job exceeded the time limit of 1 s (gave up after 2 attempts)"
