@@ -9,12 +9,25 @@ zero rows means another actor won the race and the caller drops its work.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-__all__ = ["TERMINAL", "Job", "JobStatus", "Transition", "input_key", "results_key"]
+__all__ = [
+    "CANCELLED",
+    "TERMINAL",
+    "Job",
+    "JobEvent",
+    "JobStatus",
+    "Transition",
+    "input_key",
+    "results_key",
+]
+
+#: ``error_message`` of a cancelled job.
+CANCELLED = "Cancelled"
 
 
 class JobStatus(enum.StrEnum):
@@ -54,6 +67,8 @@ class Transition(enum.Enum):
     EXPIRE_FAIL = ("expire_fail", JobStatus.RUNNING, JobStatus.FAILED, False)
     #: An operator replays a failed job.
     REPLAY = ("replay", JobStatus.FAILED, JobStatus.PENDING, False)
+    #: The client cancels a job no worker has claimed yet.
+    CANCEL = ("cancel", JobStatus.PENDING, JobStatus.FAILED, False)
 
     @property
     def source(self) -> JobStatus:
@@ -102,6 +117,15 @@ class Job:
     lease_expires_at: datetime | None = None
     published_at: datetime | None = None
     input_bytes: int | None = None
+    #: The API client that submitted the job; no other client sees it.
+    client_id: str = "anonymous"
+    idempotency_key: str | None = None
+    #: Hash of the submit's parameters and file, to tell a retry from a reuse.
+    request_hash: str | None = None
+    tag: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    #: The client asked to cancel while the job was running.
+    cancel_requested: bool = False
 
     @property
     def frame_stride(self) -> int:
@@ -111,3 +135,32 @@ class Job:
     def max_frames(self) -> int | None:
         value = self.options.get("max_frames")
         return None if value is None else int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """A status change, as published on the ``videoq.events`` exchange."""
+
+    event_id: int
+    job_id: UUID
+    status: JobStatus
+    attempt: int
+    tag: str | None
+    occurred_at: datetime
+
+    @property
+    def routing_key(self) -> str:
+        return f"job.{self.status.value}"
+
+    def body(self) -> bytes:
+        """Compact JSON: job_id, status, tag, timestamp (ISO 8601, UTC), attempt."""
+        return json.dumps(
+            {
+                "job_id": str(self.job_id),
+                "status": self.status.value,
+                "tag": self.tag,
+                "timestamp": self.occurred_at.isoformat(),
+                "attempt": self.attempt,
+            },
+            separators=(",", ":"),
+        ).encode()

@@ -3,24 +3,70 @@
 Log with an event name as the message and context as ``extra``::
 
     log.info("job.claimed", extra={"job_id": str(job.job_id), "attempt": 1})
+
+Every line, whichever the format, goes through :func:`redact` on its way out:
+a password in a URL (``amqp://user:secret@host``) becomes ``***``, and so does
+the value of any field whose name says it holds a secret (``password``,
+``token``, ``api_key``, ``authorization``, ...), at any depth. That is a safety
+net, not a licence: log ``Settings.redacted()``, never the settings.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["configure_logging"]
+__all__ = ["REDACTED", "configure_logging", "redact", "redact_text"]
+
+#: What a secret is replaced with.
+REDACTED = "***"
 
 # Attributes every LogRecord has; anything else came from ``extra``.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
+# scheme://user:password@ -> scheme://user:***@ (the user name is kept: it
+# tells an operator which account failed, and is not a secret).
+_URL_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s\"']*):[^@/\s\"']+@")
+# Field names whose values are secrets, wherever they appear.
+_SECRET_KEY = re.compile(
+    r"pass(word|wd)?|secret|token|api[_-]?keys?|authorization|credentials?|cookie|private[_-]?key",
+    re.IGNORECASE,
+)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``."""
+    return _URL_CREDENTIALS.sub(rf"\g<head>:{REDACTED}@", text)
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` that is safe to log.
+
+    Strings lose URL passwords; in mappings (at any depth, and inside lists
+    and tuples) the value of a key that names a secret becomes ``***``.
+    Other values are returned as they are.
+    """
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {
+            k: REDACTED
+            if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "")
+            else redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+    fields = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+    return redact(fields)  # type: ignore[no-any-return]
 
 
 class _JsonFormatter(logging.Formatter):
@@ -39,7 +85,9 @@ class _JsonFormatter(logging.Formatter):
         line.update(_fields(record))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, separators=(",", ":"))
+        # The last pass covers what the field pass cannot see: the message,
+        # an exception's text, and objects rendered by ``default=str``.
+        return redact_text(json.dumps(line, default=str, separators=(",", ":")))
 
 
 class _TextFormatter(logging.Formatter):
@@ -53,7 +101,7 @@ class _TextFormatter(logging.Formatter):
         text = f"{stamp} {record.levelname:<7} {self._service:<7} {record.getMessage()} {extra}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text.rstrip()
+        return redact_text(text.rstrip())
 
 
 def configure_logging(*, service: str, fmt: str = "json", level: str = "INFO") -> None:

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     exchange_retry: str = "videoq.retry"
     exchange_dead: str = "videoq.dead"
     queue_dead: str = "videoq.dead.jobs"
+    #: Topic exchange of job status events (routing keys ``job.<status>``).
+    exchange_events: str = "videoq.events"
 
     #: Apply pending migrations at start-up (under an advisory lock). Turn it
     #: off where a Kubernetes Job runs ``videoq migrate`` once per rollout.

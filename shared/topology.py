@@ -83,6 +83,8 @@ def build_topology(settings: Settings) -> Topology:
         Exchange(settings.exchange_jobs, "direct"),
         Exchange(settings.exchange_retry, "direct"),
         Exchange(settings.exchange_dead, "fanout"),
+        # Integrators bind their own queues here (``job.*``, ``job.completed``, ...).
+        Exchange(settings.exchange_events, "topic"),
     )
     queues = [
         Queue(

@@ -38,6 +38,7 @@ class SweepReport:
     requeued: int
     failed: int
     published: int
+    events: int
 
 
 class Janitor:
@@ -94,7 +95,9 @@ class Janitor:
         for job in published:
             log.info("janitor.published", extra={"job_id": str(job.job_id)})
         self._metrics.outbox_published.inc(len(published))
-        return SweepReport(len(requeued), len(failed), len(published))
+
+        events = await self._repo.sweep_events(limit=_BATCH * 5, publish=self._broker.publish_event)
+        return SweepReport(len(requeued), len(failed), len(published), len(events))
 
     async def run(self) -> None:
         """Sweep every ``janitor_interval_seconds`` until ``stop``."""

@@ -21,7 +21,7 @@ from uuid import UUID
 
 from shared.broker import Broker, Delivery
 from shared.errors import DependencyUnavailable, InvalidPayload, JobInterrupted, JobTimedOut
-from shared.jobs import Job, input_key, results_key
+from shared.jobs import CANCELLED, Job, input_key, results_key
 from shared.metrics import Metrics
 from shared.payload import build_payload, parse_payload
 from shared.pipeline import VideoFilePipelineService
@@ -296,7 +296,7 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             try:
-                alive = await self._repo.heartbeat(
+                current = await self._repo.heartbeat(
                     job_id,
                     owner=self.worker_id,
                     lease_seconds=self._settings.lease_seconds,
@@ -307,9 +307,13 @@ class Worker:
                     "job.heartbeat_failed", extra={"job_id": str(job_id), "error": str(exc)}
                 )
                 continue
-            if not alive:
+            if current is None:
                 log.warning("job.lease_lost", extra={"job_id": str(job_id)})
                 running.stop("lease lost")
+                return
+            if current.cancel_requested:
+                log.info("job.cancel_requested", extra={"job_id": str(job_id)})
+                running.stop("cancelled")
                 return
 
     async def _interrupted(self, running: _RunningJob) -> str:
@@ -322,6 +326,10 @@ class Worker:
                     f"Job exceeded the time limit of {self._settings.job_timeout_seconds:g} s"
                 ),
             )
+        if running.stop_reason == "cancelled":
+            if await self._repo.fail(job.job_id, owner=self.worker_id, error=CANCELLED):
+                log.info("job.cancelled", extra=extra)
+            return "cancelled"
         if running.stop_reason != "shutdown":
             log.warning("job.abandoned", extra=extra)  # someone else owns it now
             return "lost"

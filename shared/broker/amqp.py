@@ -24,6 +24,7 @@ from aio_pika.abc import (
 from shared.broker.base import DeadLetter, Handler
 from shared.broker.base import Delivery as Delivery
 from shared.errors import DependencyUnavailable
+from shared.jobs import JobEvent
 from shared.payload import CONTENT_TYPE, MESSAGE_TYPE, build_payload
 from shared.settings import Settings
 from shared.topology import PROCESS_KEY, Topology, build_topology
@@ -118,10 +119,12 @@ class AmqpBroker:
     async def close(self) -> None:
         await self._connection.close()
 
-    async def _publish(self, exchange: str, routing_key: str, message: aio_pika.Message) -> None:
+    async def _publish(
+        self, exchange: str, routing_key: str, message: aio_pika.Message, *, mandatory: bool = True
+    ) -> None:
         try:
             await self._exchanges[exchange].publish(
-                message, routing_key=routing_key, mandatory=True, timeout=_PUBLISH_TIMEOUT
+                message, routing_key=routing_key, mandatory=mandatory, timeout=_PUBLISH_TIMEOUT
             )
         except _FAILURES as exc:
             raise DependencyUnavailable("broker", f"publish failed: {type(exc).__name__}") from None
@@ -160,6 +163,20 @@ class AmqpBroker:
             self._settings.exchange_dead,
             "",
             self._message(body, message_id=job_id, headers=headers),
+        )
+
+    async def publish_event(self, event: JobEvent) -> None:
+        message = aio_pika.Message(
+            event.body(),
+            content_type=CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=f"{event.job_id}:{event.event_id}",
+            type=event.routing_key,
+            app_id=self._app_id,
+            timestamp=event.occurred_at,
+        )
+        await self._publish(
+            self._settings.exchange_events, event.routing_key, message, mandatory=False
         )
 
     async def consume(self, handler: Handler, *, prefetch: int) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
+from shared.jobs import JobEvent
+
 __all__ = ["Broker", "DeadLetter", "Delivery", "Handler"]
 
 
@@ -70,6 +72,10 @@ class Broker(Protocol):
         self, body: bytes, *, reason: str, job_id: str | None = None, attempt: int | None = None
     ) -> None:
         """Park ``body`` in the dead-letter queue with a ``reason``."""
+
+    async def publish_event(self, event: JobEvent) -> None:
+        """Publish a job status event (confirmed, not ``mandatory``: an event
+        nobody has bound a queue for yet is not an error)."""
 
     async def consume(self, handler: Handler, *, prefetch: int) -> None:
         """Start delivering work-queue messages to ``handler``."""

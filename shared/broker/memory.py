@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from shared.broker.base import DeadLetter, Delivery, Handler
+from shared.jobs import JobEvent
 from shared.payload import build_payload
 from shared.settings import Settings
 from shared.topology import build_topology
@@ -66,6 +67,9 @@ class MemoryBroker:
     ) -> None:
         self.published.append(("dead", body))
         self._dead.append(DeadLetter(body=body, job_id=job_id, reason=reason, attempt=attempt))
+
+    async def publish_event(self, event: JobEvent) -> None:
+        self.published.append((event.routing_key, event.body()))
 
     async def consume(self, handler: Handler, *, prefetch: int) -> None:
         async def loop() -> None:

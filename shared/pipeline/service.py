@@ -26,6 +26,9 @@ from shared.settings import Settings
 
 __all__ = ["AnalysisSummary", "VideoFilePipelineService"]
 
+# How often ``should_stop`` is asked between sampled frames (in decoded frames).
+_STOP_CHECK_FRAMES = 64
+
 
 @dataclass(frozen=True, slots=True)
 class AnalysisSummary:
@@ -129,7 +132,8 @@ class VideoFilePipelineService:
         ``on_progress(fraction)`` gets the fraction of the expected sampled
         frames done, at most once per ``progress_interval`` seconds (never per
         frame, and not at the end). ``should_stop()`` is asked before each
-        sampled frame; when it returns true the job stops with ``JobInterrupted``.
+        sampled frame (and every 64th decoded frame, for large strides); when it
+        returns true the job stops with ``JobInterrupted`` and writes nothing.
 
         Raises ``PipelineNotFound`` (unknown pipeline), ``VideoUnreadable`` (not
         a decodable MP4 with a video stream, including errors mid-decode),
@@ -162,7 +166,11 @@ class VideoFilePipelineService:
                 for index, av_frame in enumerate(video.frames()):
                     decoded = index + 1
                     if index != next_sample:
-                        continue  # not sampled: its decode is all it costs
+                        # Not sampled: its decode is all it costs. At a large
+                        # stride, still look for a stop request now and then.
+                        if index % _STOP_CHECK_FRAMES == 0 and should_stop and should_stop():
+                            raise JobInterrupted(f"stopped after {sampled} sampled frames")
+                        continue
                     if should_stop is not None and should_stop():
                         raise JobInterrupted(f"stopped after {sampled} sampled frames")
                     if sampled >= self._max_frames_limit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -33,7 +34,25 @@ class JobRepository(Protocol):
         pipeline: str,
         options: dict[str, Any],
         input_bytes: int,
-    ) -> Job: ...
+        client_id: str = "anonymous",
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        tag: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Job | None: ...
+
+    async def by_idempotency_key(self, *, client_id: str, key: str) -> Job | None: ...
+
+    async def list_jobs(
+        self,
+        *,
+        client_id: str,
+        status: JobStatus | None,
+        limit: int,
+        after: tuple[datetime, UUID] | None,
+    ) -> list[Job]: ...
+
+    async def cancel(self, job_id: UUID) -> Job | None: ...
 
     async def get(self, job_id: UUID) -> Job | None: ...
 
@@ -43,7 +62,7 @@ class JobRepository(Protocol):
 
     async def heartbeat(
         self, job_id: UUID, *, owner: str, lease_seconds: float, progress: float | None
-    ) -> bool: ...
+    ) -> Job | None: ...
 
     async def complete(self, job_id: UUID, *, owner: str, output_path: str) -> Job | None: ...
 

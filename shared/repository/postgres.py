@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import asyncpg
 
 from shared.errors import DependencyUnavailable
-from shared.jobs import Job, JobStatus, Transition
+from shared.jobs import CANCELLED, Job, JobEvent, JobStatus, Transition
 from shared.repository.migrate import apply_migrations
 
 __all__ = ["PostgresJobRepository", "connect_repository"]
@@ -82,8 +83,10 @@ _SETS: dict[Transition, tuple[str, ...]] = {
         "lease_owner = NULL",
         "lease_expires_at = NULL",
     ),
+    Transition.CANCEL: ("error_message = $error",),
     Transition.REPLAY: (
         "attempts = 0",
+        "cancel_requested = false",
         "progress = 0",
         "error_message = NULL",
         "output_path = NULL",
@@ -109,8 +112,11 @@ def _bind(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
     return sql, args
 
 
+def _json(value: Any) -> dict[str, Any]:
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
 def _row_to_job(row: asyncpg.Record) -> Job:
-    options = row["options"]
     return Job(
         job_id=row["job_id"],
         status=JobStatus(row["status"]),
@@ -122,12 +128,27 @@ def _row_to_job(row: asyncpg.Record) -> Job:
         progress=float(row["progress"]),
         attempts=row["attempts"],
         pipeline=row["pipeline"],
-        options=json.loads(options) if isinstance(options, str) else dict(options),
+        options=_json(row["options"]),
         lease_owner=row["lease_owner"],
         lease_expires_at=row["lease_expires_at"],
         published_at=row["published_at"],
         input_bytes=row["input_bytes"],
+        client_id=row["client_id"],
+        idempotency_key=row["idempotency_key"],
+        request_hash=row["request_hash"],
+        tag=row["tag"],
+        metadata=_json(row["metadata"]),
+        cancel_requested=row["cancel_requested"],
     )
+
+
+# Appended to a statement whose CTE ``t`` returns changed job rows: records
+# one event per row in the same statement, so no status change goes unpublished.
+_WITH_EVENT = (
+    ", e AS (INSERT INTO job_events (job_id, status, attempt, tag)"
+    " SELECT job_id, status, attempts, tag FROM t) SELECT * FROM t"
+)
+_EVENTS_LOCK_KEY = 0x766964656F72  # one events publisher at a time keeps the order
 
 
 class PostgresJobRepository:
@@ -166,20 +187,87 @@ class PostgresJobRepository:
         pipeline: str,
         options: dict[str, Any],
         input_bytes: int,
-    ) -> Job:
+        client_id: str = "anonymous",
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        tag: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Job | None:
+        """Insert a pending job (and its ``pending`` event). ``None`` when the
+        client's ``idempotency_key`` is taken already (see ``by_idempotency_key``)."""
         row = await self._run(
             lambda c: c.fetchrow(
-                "INSERT INTO jobs (job_id, input_path, pipeline, options, input_bytes)"
-                " VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING *",
+                "WITH t AS (INSERT INTO jobs (job_id, input_path, pipeline, options, input_bytes,"
+                " client_id, idempotency_key, request_hash, tag, metadata)"
+                " VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::jsonb)"
+                " ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                " DO NOTHING RETURNING *)" + _WITH_EVENT,
                 job_id,
                 input_path,
                 pipeline,
                 json.dumps(options, sort_keys=True),
                 input_bytes,
+                client_id,
+                idempotency_key,
+                request_hash,
+                tag,
+                json.dumps(metadata or {}, sort_keys=True),
             )
         )
-        assert row is not None
-        return _row_to_job(row)
+        return None if row is None else _row_to_job(row)
+
+    async def by_idempotency_key(self, *, client_id: str, key: str) -> Job | None:
+        row = await self._run(
+            lambda c: c.fetchrow(
+                "SELECT * FROM jobs WHERE client_id = $1 AND idempotency_key = $2", client_id, key
+            )
+        )
+        return None if row is None else _row_to_job(row)
+
+    async def list_jobs(
+        self,
+        *,
+        client_id: str,
+        status: JobStatus | None,
+        limit: int,
+        after: tuple[datetime, UUID] | None,
+    ) -> list[Job]:
+        """A client's jobs, newest first, after the keyset position ``after``."""
+        rows = await self._run(
+            lambda c: c.fetch(
+                "SELECT * FROM jobs WHERE client_id = $1"
+                " AND ($2::job_status IS NULL OR status = $2::job_status)"
+                " AND ($3::timestamptz IS NULL OR (created_at, job_id) < ($3, $4::uuid))"
+                " ORDER BY created_at DESC, job_id DESC LIMIT $5",
+                client_id,
+                None if status is None else status.value,
+                None if after is None else after[0],
+                None if after is None else after[1],
+                limit,
+            )
+        )
+        return [_row_to_job(r) for r in rows]
+
+    async def cancel(self, job_id: UUID) -> Job | None:
+        """Cancel: a pending job fails at once ("Cancelled"); a running one is
+        flagged for its worker to stop at its next heartbeat. Returns the job
+        as it is now, or ``None`` when it had finished already."""
+        job = await self.transition(Transition.CANCEL, job_id, error=CANCELLED)
+        if job is not None:
+            return job
+        row = await self._run(
+            lambda c: c.fetchrow(
+                "UPDATE jobs SET cancel_requested = true, updated_at = now()"
+                " WHERE job_id = $1 AND status = 'running' RETURNING *",
+                job_id,
+            )
+        )
+        if row is not None:
+            return _row_to_job(row)
+        current = await self.get(job_id)
+        if current is not None and current.status is JobStatus.PENDING:
+            return await self.cancel(job_id)  # it was handed back meanwhile: try again
+        return None
 
     async def get(self, job_id: UUID) -> Job | None:
         row = await self._run(lambda c: c.fetchrow("SELECT * FROM jobs WHERE job_id = $1", job_id))
@@ -210,7 +298,8 @@ class PostgresJobRepository:
         if transition in _GUARDS:
             where.append(_GUARDS[transition])
         sql, args = _bind(
-            f"UPDATE jobs SET {sets} WHERE {' AND '.join(where)} RETURNING *",
+            f"WITH t AS (UPDATE jobs SET {sets} WHERE {' AND '.join(where)} RETURNING *)"
+            + _WITH_EVENT,
             {
                 **params,
                 "job_id": job_id,
@@ -229,19 +318,21 @@ class PostgresJobRepository:
 
     async def heartbeat(
         self, job_id: UUID, *, owner: str, lease_seconds: float, progress: float | None
-    ) -> bool:
-        status = await self._run(
-            lambda c: c.execute(
+    ) -> Job | None:
+        """Extend the owner's lease and record progress; ``None`` if the lease
+        is lost. The returned job says whether a cancel was requested."""
+        row = await self._run(
+            lambda c: c.fetchrow(
                 "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3),"
                 " progress = COALESCE($4, progress), updated_at = now()"
-                " WHERE job_id = $1 AND status = 'running' AND lease_owner = $2",
+                " WHERE job_id = $1 AND status = 'running' AND lease_owner = $2 RETURNING *",
                 job_id,
                 owner,
                 lease_seconds,
                 progress,
             )
         )
-        return status.endswith(" 1")
+        return None if row is None else _row_to_job(row)
 
     async def complete(self, job_id: UUID, *, owner: str, output_path: str) -> Job | None:
         return await self.transition(
@@ -345,6 +436,38 @@ class PostgresJobRepository:
                 )
                 published.append(job)
         return published
+
+    async def sweep_events(
+        self, *, limit: int, publish: Callable[[JobEvent], Awaitable[None]]
+    ) -> list[JobEvent]:
+        """Publish unpublished events in order. One publisher at a time (an
+        advisory lock), so a job's events go out in the order they happened;
+        a failed publish rolls back and the next sweep tries again."""
+        sent: list[JobEvent] = []
+        async with self.transaction() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _EVENTS_LOCK_KEY):
+                return sent
+            rows = await conn.fetch(
+                "SELECT * FROM job_events WHERE published_at IS NULL ORDER BY event_id LIMIT $1",
+                limit,
+            )
+            for row in rows:
+                event = JobEvent(
+                    event_id=row["event_id"],
+                    job_id=row["job_id"],
+                    status=JobStatus(row["status"]),
+                    attempt=row["attempt"],
+                    tag=row["tag"],
+                    occurred_at=row["occurred_at"],
+                )
+                await publish(event)
+                sent.append(event)
+            if sent:
+                await conn.execute(
+                    "UPDATE job_events SET published_at = now() WHERE event_id = ANY($1::bigint[])",
+                    [e.event_id for e in sent],
+                )
+        return sent
 
     async def count_by_status(self) -> dict[JobStatus, int]:
         rows = await self._run(

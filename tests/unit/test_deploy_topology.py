@@ -193,13 +193,13 @@ ROLE_NEEDS = {
         ("read", "videoq.jobs.process"),
         ("write", "videoq.retry"),
         ("write", "videoq.dead"),
-        ("configure", "videoq.events"),
-        ("write", "videoq.events"),
     },
+    # The janitor also publishes the job events (its outbox sweep).
     "videoq-janitor": {
         ("write", "videoq.jobs"),
         ("write", "videoq.dead"),
         ("read", "videoq.dead.jobs"),
+        ("write", "videoq.events"),
     },
     "videoq-keda": set(),
 }
@@ -211,8 +211,8 @@ ROLE_DENIED = {
         ("write", "videoq.retry"),
         ("write", "videoq.events"),
     },
-    "videoq-worker": {("read", "videoq.dead.jobs")},
-    "videoq-janitor": {("write", "videoq.retry"), ("write", "videoq.events")},
+    "videoq-worker": {("read", "videoq.dead.jobs"), ("write", "videoq.events")},
+    "videoq-janitor": {("write", "videoq.retry")},
     "videoq-keda": {
         ("configure", "videoq.jobs.process"),
         ("write", "videoq.jobs"),

@@ -19,6 +19,7 @@ def test_the_default_topology_is_the_designs():
         ("videoq.jobs", "direct"),
         ("videoq.retry", "direct"),
         ("videoq.dead", "fanout"),
+        ("videoq.events", "topic"),
     }
     queues = {q.name: q.arguments for q in topo.queues}
     assert set(queues) == {
