@@ -117,17 +117,23 @@ class Frame:
             self._cache[key] = image
         return image
 
-    def bgr_small(self, width: int, height: int) -> BgrImage:
+    def bgr_small(self, width: int, height: int, *, sampled: bool = False) -> BgrImage:
         """The colour image resized to ``width x height`` in BGR order, cached.
 
         Scaling and colour conversion happen in one swscale pass, so a small
-        image costs a fraction of a full-size conversion.
+        image costs a fraction of a full-size conversion (720p to 160x90: 0.3 ms
+        with area averaging). ``sampled=True`` uses swscale's fast bilinear
+        filter instead (about half the cost; it aliases fine detail, which is
+        fine for colour statistics such as histograms).
         """
-        key = ("bgr", width, height)
+        key = ("bgr-sampled" if sampled else "bgr", width, height)
         image: BgrImage | None = self._cache.get(key)
         if image is None:
             small = self._frame.reformat(
-                width=width, height=height, format="bgr24", interpolation="AREA"
+                width=width,
+                height=height,
+                format="bgr24",
+                interpolation="FAST_BILINEAR" if sampled else "AREA",
             )
             image = np.asarray(small.to_ndarray(), dtype=np.uint8)
             self._cache[key] = image

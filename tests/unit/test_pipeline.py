@@ -296,6 +296,28 @@ def test_should_stop_interrupts_the_job_and_leaves_no_output(
     assert not list(tmp_path.glob("*.part"))
 
 
+def test_should_stop_is_also_asked_between_samples_at_a_large_stride(
+    service: VideoFilePipelineService, tmp_path: Path
+) -> None:
+    video = make_mp4(tmp_path / "long.mp4", seconds=13, fps=10, width=32, height=32)
+    calls: list[int] = []
+
+    def should_stop() -> bool:
+        calls.append(1)
+        return len(calls) > 1
+
+    with pytest.raises(JobInterrupted):
+        service.analyze(
+            video,
+            tmp_path / "out.json",
+            job_id=uuid.uuid4(),
+            pipeline="noop",
+            frame_stride=1000,
+            should_stop=should_stop,
+        )
+    assert len(calls) == 2  # at frame 0 (sampled) and frame 64 (not sampled)
+
+
 def test_progress_is_a_growing_fraction_reported_at_most_once_per_interval(
     registry: PipelineRegistry, clip: Path, tmp_path: Path
 ) -> None:

@@ -95,7 +95,7 @@ class SceneAnalyzer(Analyzer):
         mean, std = cv2.meanStdDev(luma)
         _, lap_std = cv2.meanStdDev(cv2.Laplacian(luma, cv2.CV_16S))
         grey = frame.luma_small(*_SMALL)
-        hists = colour_histograms(frame.bgr_small(*_SMALL))
+        hists = colour_histograms(frame.bgr_small(*_SMALL, sampled=True))
 
         motion: float | None = None
         distance: float | None = None
