@@ -14,6 +14,7 @@ __all__ = [
     "InputMissing",
     "InvalidParameter",
     "InvalidPayload",
+    "JobConflict",
     "JobInterrupted",
     "JobNotFound",
     "JobTimedOut",
@@ -22,6 +23,7 @@ __all__ = [
     "RequestError",
     "ResultsNotReady",
     "TransientError",
+    "Unauthorized",
     "UnsupportedFileType",
     "UploadTooLarge",
     "VideoUnreadable",
@@ -112,6 +114,15 @@ class UploadTooLarge(RequestError):
     def __init__(self, limit: int) -> None:
         self.limit = limit
         super().__init__(f"Uploaded file is larger than the limit of {limit} bytes")
+
+
+class Unauthorized(RequestError):
+    def __init__(self) -> None:
+        super().__init__("Missing or invalid API key")
+
+
+class JobConflict(RequestError):
+    """The request contradicts the job's state or an earlier request."""
 
 
 class InvalidParameter(RequestError):

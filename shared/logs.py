@@ -30,17 +30,29 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskN
 
 # scheme://user:password@ -> scheme://user:***@ (the user name is kept: it
 # tells an operator which account failed, and is not a secret).
-_URL_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s\"']*):[^@/\s\"']+@")
-# Field names whose values are secrets, wherever they appear.
+_URL_CREDENTIALS = re.compile(
+    r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s\"'\\]*):[^@/\s\"'\\]+@"
+)
+# password=... in a query string or a libpq key/value DSN.
+_PASSWORD_PARAM = re.compile(r"(?P<head>\b(?:password|passwd|pwd)=)[^&\s\"'\\]+", re.IGNORECASE)
+# Field names whose values are secrets: a name that ends in a secret word
+# (``api_key``, ``access_token``), or has ``password``/``secret`` anywhere
+# (``aws_secret_access_key``). ``token_count`` is not a secret.
 _SECRET_KEY = re.compile(
-    r"pass(word|wd)?|secret|token|api[_-]?keys?|authorization|credentials?|cookie|private[_-]?key",
+    r"(?:^|[_.\-])(?:passwd|token|api[_-]?keys?|apikey|authorization|credentials?|cookie"
+    r"|private[_-]?key)$|password|secret",
     re.IGNORECASE,
 )
 
 
 def redact_text(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``."""
-    return _URL_CREDENTIALS.sub(rf"\g<head>:{REDACTED}@", text)
+    """``text`` with every URL password (and ``password=`` parameter) replaced by ``***``."""
+    text = _URL_CREDENTIALS.sub(rf"\g<head>:{REDACTED}@", text)
+    return _PASSWORD_PARAM.sub(rf"\g<head>{REDACTED}", text)
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and not value)
 
 
 def redact(value: Any) -> Any:
@@ -55,7 +67,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, dict):
         return {
             k: REDACTED
-            if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "")
+            if isinstance(k, str) and _SECRET_KEY.search(k) and _present(v)
             else redact(v)
             for k, v in value.items()
         }

@@ -67,6 +67,19 @@ class Settings(BaseSettings):
     #: Progress is written at most this often (coarse, never per frame).
     progress_interval_seconds: float = Field(default=2.0, gt=0)
 
+    #: API keys, as ``client_id:sha256-hex-of-key`` entries separated by
+    #: commas (``videoq hash-key`` prints the hash). Keep it in a Secret.
+    api_keys: SecretStr | None = None
+    #: Serve without authentication (``videoq dev`` does); refused otherwise
+    #: unless set explicitly.
+    auth_disabled: bool = False
+
+    #: Largest video the worker analyses; larger ones fail permanently.
+    max_video_width: int = Field(default=7680, ge=1)
+    max_video_height: int = Field(default=4320, ge=1)
+    #: Longest video the worker analyses (seconds); 0 means no limit.
+    max_video_duration_seconds: float = Field(default=4 * 3600, ge=0)
+
     default_pipeline: str = "basic"
     default_frame_stride: int = Field(default=1, ge=1)
     max_frames_limit: int = Field(default=100_000, ge=1)
@@ -125,4 +138,5 @@ class Settings(BaseSettings):
         data = self.model_dump()
         data["amqp_url"] = redact_url(self.amqp_url.get_secret_value())
         data["database_url"] = redact_url(self.database_url.get_secret_value())
+        data["api_keys"] = "***" if self.api_keys else None
         return data

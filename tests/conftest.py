@@ -101,6 +101,8 @@ def settings(amqp_url: str, database_url: str, bucket: str, services_ready: Serv
         shutdown_grace_seconds=5.0,
         ops_port=0,
         plugins=("tests.support.plugins:register",),
+        # Authentication has its own tests (tests/integration/test_auth.py).
+        auth_disabled=True,
     )
 
 

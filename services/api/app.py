@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.routing import Match
 
+from services.api.auth import ApiKeys
 from services.api.deps import Backend, MetricsDep
 from services.api.errors import install_error_handlers
 from services.api.routes import router
@@ -53,6 +54,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics or Metrics()
     app.state.pipelines = load_registry(plugins=settings.plugins).names()
+    app.state.api_keys = ApiKeys.from_settings(settings)  # refuses to start without keys
     install_error_handlers(app)
     app.include_router(router)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
+from services.api.auth import ApiKeys
 from shared.backends import Backends
 from shared.metrics import Metrics
 from shared.settings import Settings
 
-__all__ = ["Backend", "Config", "MetricsDep", "Pipelines"]
+__all__ = ["Backend", "Caller", "Config", "MetricsDep", "Pipelines"]
 
 
 def _backends(request: Request) -> Backends:
@@ -29,7 +30,16 @@ def _pipelines(request: Request) -> list[str]:
     return request.app.state.pipelines  # type: ignore[no-any-return]
 
 
+def _caller(
+    request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+) -> str:
+    keys: ApiKeys = request.app.state.api_keys
+    return keys.client_for(authorization)
+
+
 Backend = Annotated[Backends, Depends(_backends)]
 Config = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 Pipelines = Annotated[list[str], Depends(_pipelines)]
+#: The authenticated client (401 without a valid key).
+Caller = Annotated[str, Depends(_caller)]

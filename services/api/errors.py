@@ -11,10 +11,12 @@ from shared.errors import (
     DependencyUnavailable,
     EmptyUpload,
     InvalidParameter,
+    JobConflict,
     JobNotFound,
     PipelineNotFound,
     RequestError,
     ResultsNotReady,
+    Unauthorized,
     UnsupportedFileType,
     UploadTooLarge,
     VideoqError,
@@ -29,6 +31,8 @@ RETRY_AFTER_SECONDS = 5
 
 _STATUS: dict[type[VideoqError], int] = {
     JobNotFound: 404,
+    Unauthorized: 401,
+    JobConflict: 409,
     ResultsNotReady: 404,
     UnsupportedFileType: 415,
     EmptyUpload: 400,
@@ -61,6 +65,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if status >= 500:
             log.error("http.unhandled_domain_error", extra={"error": type(exc).__name__})
             return JSONResponse({"detail": "Internal server error"}, status_code=500)
-        # 413 answers before the body is read to its end: close the connection.
-        headers = {"Connection": "close"} if status == 413 else None
+        headers: dict[str, str] | None = None
+        if status == 413:
+            # Answered before the body was read to its end: close the connection.
+            headers = {"Connection": "close"}
+        elif status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)

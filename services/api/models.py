@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from shared.jobs import Job, JobStatus
 
-__all__ = ["ErrorResponse", "ResultsResponse", "StatusResponse", "SubmitResponse"]
+__all__ = ["ErrorResponse", "JobList", "ResultsResponse", "StatusResponse", "SubmitResponse"]
 
 
 class SubmitResponse(BaseModel):
@@ -28,6 +28,10 @@ class StatusResponse(BaseModel):
     attempts: int
     created_at: datetime
     updated_at: datetime
+    tag: str | None = None
+    metadata: dict[str, Any] = {}
+    #: A cancel was asked for while the job was running.
+    cancel_requested: bool = False
 
     @classmethod
     def of(cls, job: Job) -> StatusResponse:
@@ -40,6 +44,9 @@ class StatusResponse(BaseModel):
             attempts=job.attempts,
             created_at=job.created_at,
             updated_at=job.updated_at,
+            tag=job.tag,
+            metadata=job.metadata,
+            cancel_requested=job.cancel_requested,
         )
 
 
@@ -61,8 +68,16 @@ class ResultsResponse(BaseModel):
     video: dict[str, Any]
     summary: dict[str, Any]
     results: list[FrameResult]
+    tag: str | None = None
+    metadata: dict[str, Any] = {}
     #: Present when ``offset`` or ``limit`` was given.
     page: Page | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[StatusResponse]
+    #: Pass as ``cursor`` for the next page; ``null`` on the last one.
+    next_cursor: str | None
 
 
 class ErrorResponse(BaseModel):

@@ -1,27 +1,45 @@
-"""The video routes: submit, status, results."""
+"""The video routes: submit, status, results, list, cancel.
+
+Every route takes the authenticated ``Caller``; a job belongs to the client
+that submitted it, and any other client gets 404 for it (not 403: whether a
+job exists is itself not theirs to know).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import logging
+import re
 import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from services.api.deps import Backend, Config, MetricsDep, Pipelines
-from services.api.models import ErrorResponse, ResultsResponse, StatusResponse, SubmitResponse
-from services.api.upload import receive_upload
+from services.api.deps import Backend, Caller, Config, MetricsDep, Pipelines
+from services.api.models import (
+    ErrorResponse,
+    JobList,
+    ResultsResponse,
+    StatusResponse,
+    SubmitResponse,
+)
+from services.api.upload import ReceivedUpload, receive_upload
 from shared.errors import (
     DependencyUnavailable,
     InvalidParameter,
+    JobConflict,
     JobNotFound,
     PipelineNotFound,
     ResultsNotReady,
 )
-from shared.jobs import Job, JobStatus, input_key
+from shared.jobs import TERMINAL, Job, JobStatus, input_key
 from shared.settings import Settings
 
 __all__ = ["router"]
@@ -29,12 +47,25 @@ __all__ = ["router"]
 log = logging.getLogger("videoq.api")
 router = APIRouter(prefix="/video", tags=["video"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+_MAX_TAG = 128
+_MAX_METADATA_BYTES = 2048
+_IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,64}$")
+
+_401 = {"model": ErrorResponse, "description": "Missing or invalid API key"}
+_404 = {"model": ErrorResponse, "description": "No such job (for this client)"}
+_503 = {"model": ErrorResponse, "description": "A dependency is down; see Retry-After"}
+_SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": SubmitResponse,
+        "description": "Same Idempotency-Key and request: the earlier job",
+    },
     400: {"model": ErrorResponse, "description": "Uploaded file is empty"},
+    401: _401,
+    409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another request"},
     413: {"model": ErrorResponse, "description": "Upload larger than the limit"},
     415: {"model": ErrorResponse, "description": "Unsupported file type (not MP4)"},
     422: {"model": ErrorResponse, "description": "Bad parameters, or pipeline not found"},
-    503: {"model": ErrorResponse, "description": "A dependency is down; see Retry-After"},
+    503: _503,
 }
 _SUBMIT_BODY = {
     "requestBody": {
@@ -49,6 +80,11 @@ _SUBMIT_BODY = {
                         "pipeline": {"type": "string"},
                         "frame_stride": {"type": "integer", "minimum": 1},
                         "max_frames": {"type": "integer", "minimum": 1},
+                        "tag": {"type": "string", "maxLength": _MAX_TAG},
+                        "metadata": {
+                            "type": "string",
+                            "description": "A JSON object of strings, numbers or booleans (at most 2 KiB)",
+                        },
                     },
                 }
             }
@@ -70,31 +106,77 @@ def _int_field(fields: dict[str, str], name: str, *, default: int | None, upper:
     return value
 
 
-def _options(
-    fields: dict[str, str], settings: Settings, pipelines: list[str]
-) -> tuple[str, dict[str, int | None]]:
+def _metadata(raw: str) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    if len(raw.encode()) > _MAX_METADATA_BYTES:
+        raise InvalidParameter(f"metadata must be at most {_MAX_METADATA_BYTES} bytes")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidParameter("metadata must be a JSON object") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str | int | float | bool) and not isinstance(v, dict) for v in value.values()
+    ):
+        raise InvalidParameter("metadata must be a JSON object of strings, numbers or booleans")
+    return value
+
+
+def _tag(raw: str) -> str | None:
+    tag = raw.strip()
+    if not tag:
+        return None
+    if len(tag) > _MAX_TAG or not tag.isprintable():
+        raise InvalidParameter(f"tag must be at most {_MAX_TAG} printable characters")
+    return tag
+
+
+def _request(fields: dict[str, str], settings: Settings, pipelines: list[str]) -> dict[str, Any]:
+    """The submit's parameters, validated."""
     pipeline = fields.get("pipeline", "").strip() or settings.default_pipeline
     if pipeline not in pipelines:
         raise PipelineNotFound(pipeline)
-    stride = _int_field(
-        fields, "frame_stride", default=settings.default_frame_stride, upper=1_000_000
-    )
-    max_frames = _int_field(fields, "max_frames", default=None, upper=settings.max_frames_limit)
-    return pipeline, {"frame_stride": stride, "max_frames": max_frames}
+    options = {
+        "frame_stride": _int_field(
+            fields, "frame_stride", default=settings.default_frame_stride, upper=1_000_000
+        ),
+        "max_frames": _int_field(
+            fields, "max_frames", default=None, upper=settings.max_frames_limit
+        ),
+    }
+    return {
+        "pipeline": pipeline,
+        "options": options,
+        "tag": _tag(fields.get("tag", "")),
+        "metadata": _metadata(fields.get("metadata", "")),
+    }
 
 
-async def _job(backends: Backend, job_id: UUID) -> Job:
+def _request_hash(params: dict[str, Any], received: ReceivedUpload) -> str:
+    text = json.dumps({**params, "file_sha256": received.sha256}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def _own_job(backends: Backend, job_id: UUID, caller: str) -> Job:
     job = await backends.repo.get(job_id)
-    if job is None:
+    if job is None or job.client_id != caller:
         raise JobNotFound()
     return job
+
+
+def _accepted(request: Request, job_id: UUID, *, status_code: int) -> JSONResponse:
+    return JSONResponse(
+        {"job_id": str(job_id)},
+        status_code=status_code,
+        headers={"Location": str(request.url_for("status", job_id=str(job_id)))},
+    )
 
 
 @router.post(
     "/submit",
     status_code=202,
     response_model=SubmitResponse,
-    responses=_ERRORS,
+    responses=_SUBMIT_ERRORS,
     openapi_extra=_SUBMIT_BODY,
     summary="Upload an MP4 and start a job",
 )
@@ -104,8 +186,15 @@ async def submit(
     settings: Config,
     pipelines: Pipelines,
     metrics: MetricsDep,
+    caller: Caller,
     content_type: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="Retry-safe submit: the same key and request give the same job"),
+    ] = None,
 ) -> JSONResponse:
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+        raise InvalidParameter("Idempotency-Key must be 1 to 64 printable ASCII characters")
     job_id = uuid.uuid4()
     key = input_key(job_id)
     received = await receive_upload(
@@ -114,29 +203,48 @@ async def submit(
         store=backends.store,
         key=key,
         max_bytes=settings.max_upload_bytes,
+        digest=idempotency_key is not None,
     )
     assert received.upload is not None
     try:
-        pipeline, options = _options(received.fields, settings, pipelines)
+        params = _request(received.fields, settings, pipelines)
     except BaseException:
         await received.upload.abort()
         raise
     await received.upload.complete()
+    request_hash = _request_hash(params, received) if idempotency_key else None
     try:
-        await backends.repo.create(
+        job = await backends.repo.create(
             job_id=job_id,
             input_path=key,
-            pipeline=pipeline,
-            options=options,
             input_bytes=received.size,
+            client_id=caller,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            **params,
         )
     except BaseException:
         await backends.store.delete(key)  # nothing left behind
         raise
-    metrics.jobs_submitted.labels(pipeline).inc()
+    if job is None:  # the key was used before (or concurrently)
+        await backends.store.delete(key)
+        assert idempotency_key is not None
+        earlier = await backends.repo.by_idempotency_key(client_id=caller, key=idempotency_key)
+        if earlier is None or earlier.request_hash != request_hash:
+            raise JobConflict(
+                "Idempotency-Key was already used with different parameters or a different file"
+            )
+        return _accepted(request, earlier.job_id, status_code=200)
+    metrics.jobs_submitted.labels(job.pipeline).inc()
     metrics.upload_bytes.inc(received.size)
     log.info(
-        "job.submitted", extra={"job_id": str(job_id), "pipeline": pipeline, "bytes": received.size}
+        "job.submitted",
+        extra={
+            "job_id": str(job_id),
+            "pipeline": job.pipeline,
+            "bytes": received.size,
+            "client": caller,
+        },
     )
     try:
         await backends.broker.publish_job(job_id)
@@ -144,11 +252,7 @@ async def submit(
     except DependencyUnavailable as exc:
         # The row is pending and unpublished: the janitor's outbox publishes it.
         log.warning("job.publish_deferred", extra={"job_id": str(job_id), "error": str(exc)})
-    return JSONResponse(
-        {"job_id": str(job_id)},
-        status_code=202,
-        headers={"Location": str(request.url_for("status", job_id=str(job_id)))},
-    )
+    return _accepted(request, job_id, status_code=202)
 
 
 JobId = Annotated[UUID, Path(description="The job id returned by submit")]
@@ -158,44 +262,124 @@ JobId = Annotated[UUID, Path(description="The job id returned by submit")]
     "/status/{job_id}",
     name="status",
     response_model=StatusResponse,
-    responses={404: {"model": ErrorResponse}, 503: _ERRORS[503]},
+    responses={401: _401, 404: _404, 503: _503},
 )
-async def status(job_id: JobId, backends: Backend) -> StatusResponse:
-    return StatusResponse.of(await _job(backends, job_id))
+async def status(job_id: JobId, backends: Backend, caller: Caller) -> StatusResponse:
+    return StatusResponse.of(await _own_job(backends, job_id, caller))
+
+
+async def _with_job_fields(prefix: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The stored document with the job's own fields spliced in after its ``{``."""
+    first = True
+    async for chunk in chunks:
+        if first:
+            first = False
+            yield prefix + chunk[1:] if chunk.startswith(b"{") else chunk
+        else:
+            yield chunk
 
 
 @router.get(
     "/results/{job_id}",
     response_model=ResultsResponse,
     responses={
+        401: _401,
         404: {"model": ErrorResponse, "description": "Unknown job, or not completed"},
-        503: _ERRORS[503],
+        503: _503,
     },
 )
 async def results(
     job_id: JobId,
     backends: Backend,
+    caller: Caller,
     offset: Annotated[int, Query(ge=0, description="First result entry to return")] = 0,
     limit: Annotated[
         int | None, Query(ge=1, le=10_000, description="At most this many entries")
     ] = None,
 ) -> Response:
-    job = await _job(backends, job_id)
+    job = await _own_job(backends, job_id, caller)
     if job.status is not JobStatus.COMPLETED or job.output_path is None:
         raise ResultsNotReady(job.status.value)
+    own = {"tag": job.tag, "metadata": job.metadata}
     if offset or limit is not None:
         # A page: parse the document and slice its results.
         raw = b"".join([chunk async for chunk in backends.store.iter_bytes(job.output_path)])
         document = json.loads(raw)
         entries = document.get("results", [])
         end = len(entries) if limit is None else offset + limit
+        document.update(own)
         document["results"] = entries[offset:end]
         document["page"] = {"offset": offset, "limit": limit, "total": len(entries)}
         return JSONResponse(document)
     # The whole document streams from the store: memory stays flat.
+    prefix = json.dumps(own, separators=(",", ":")).encode()[:-1] + b","
     size = await backends.store.size(job.output_path)
     return StreamingResponse(
-        backends.store.iter_bytes(job.output_path),
+        _with_job_fields(prefix, backends.store.iter_bytes(job.output_path)),
         media_type="application/json",
-        headers={"Content-Length": str(size)},
+        headers={"Content-Length": str(size + len(prefix) - 1)},
     )
+
+
+def _encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, job_id = raw.partition("|")
+        return datetime.fromisoformat(stamp), UUID(job_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidParameter("cursor is not one this API returned") from None
+
+
+@router.get(
+    "/jobs", response_model=JobList, responses={401: _401, 422: {"model": ErrorResponse}, 503: _503}
+)
+async def list_jobs(
+    backends: Backend,
+    caller: Caller,
+    status: Annotated[JobStatus | None, Query(description="Only jobs with this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page")
+    ] = None,
+) -> JobList:
+    """The caller's jobs, newest first, a page at a time (keyset pagination:
+    stable while new jobs arrive)."""
+    after = _decode_cursor(cursor) if cursor else None
+    jobs = await backends.repo.list_jobs(
+        client_id=caller, status=status, limit=limit + 1, after=after
+    )
+    page = jobs[:limit]
+    next_cursor = _encode_cursor(page[-1]) if len(jobs) > limit else None
+    return JobList(jobs=[StatusResponse.of(j) for j in page], next_cursor=next_cursor)
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=StatusResponse,
+    status_code=202,
+    responses={
+        401: _401,
+        404: _404,
+        409: {"model": ErrorResponse, "description": "The job had finished already"},
+        503: _503,
+    },
+    summary="Cancel a job",
+)
+async def cancel(job_id: JobId, backends: Backend, caller: Caller) -> StatusResponse:
+    """A pending job fails at once with "Cancelled"; a running one is stopped
+    by its worker at its next heartbeat (best effort) and fails the same way;
+    a finished job answers 409."""
+    job = await _own_job(backends, job_id, caller)
+    if job.status in TERMINAL:
+        raise JobConflict(f"Job already finished ({job.status.value})")
+    cancelled = await backends.repo.cancel(job_id)
+    if cancelled is None:
+        finished = await backends.repo.get(job_id)
+        raise JobConflict(f"Job already finished ({finished.status.value if finished else 'gone'})")
+    log.info("job.cancel", extra={"job_id": str(job_id), "status": cancelled.status.value})
+    return StatusResponse.of(cancelled)

@@ -9,6 +9,7 @@ a rejected upload leaves nothing behind.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -33,6 +34,8 @@ class ReceivedUpload:
     size: int
     fields: dict[str, str] = field(default_factory=dict)
     upload: Upload | None = None
+    #: Hex SHA-256 of the file (when asked for).
+    sha256: str | None = None
 
 
 def _boundary(content_type: str | None) -> bytes:
@@ -55,6 +58,7 @@ async def receive_upload(
     store: ObjectStore,
     key: str,
     max_bytes: int,
+    digest: bool = False,
 ) -> ReceivedUpload:
     """Parse the request body and store its ``file`` part at ``key``.
 
@@ -89,6 +93,7 @@ async def receive_upload(
         },
     )
     result = ReceivedUpload(size=0)
+    hasher = hashlib.sha256() if digest else None
     head = bytearray()  # the file's first bytes, until sniffed
     part_name = ""
     field_value = bytearray()
@@ -98,6 +103,8 @@ async def receive_upload(
         if result.size + len(data) > max_bytes:
             raise UploadTooLarge(max_bytes)
         result.size += len(data)
+        if hasher is not None:
+            hasher.update(data)
         if result.upload is None:
             head.extend(data)
             if len(head) < SNIFF_BYTES:
@@ -148,6 +155,8 @@ async def receive_upload(
             raise EmptyUpload()
         if result.upload is None:  # shorter than the sniff window
             raise UnsupportedFileType()
+        if hasher is not None:
+            result.sha256 = hasher.hexdigest()
     except BaseException:
         if result.upload is not None:
             await result.upload.abort()

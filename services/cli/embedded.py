@@ -68,6 +68,8 @@ async def embedded_stack(
     settings = settings or Settings(
         storage_url=f"file://{store_dir.resolve()}",
         ops_port=0,
+        # dev is a local tool: no API keys (it says so at start-up).
+        auth_disabled=True,
         # Short delays keep a demo's retries visible in seconds.
         lease_seconds=15,
     )

@@ -24,9 +24,12 @@ log = logging.getLogger("videoq.worker")
 
 
 def build_analyzer(settings: Settings) -> VideoFilePipelineService:
-    return VideoFilePipelineService(
+    return VideoFilePipelineService.from_settings(
+        settings,
         registry=load_registry(plugins=settings.plugins),
-        progress_interval=settings.progress_interval_seconds,
+        max_width=settings.max_video_width,
+        max_height=settings.max_video_height,
+        max_duration_seconds=settings.max_video_duration_seconds or None,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -217,18 +217,7 @@ class VideoFilePipelineService:
             finally:
                 for _, analyzer in analyzers:
                     analyzer.close()
-        return AnalysisSummary(
-            job_id=summary.job_id,
-            pipeline=summary.pipeline,
-            video=summary.video,
-            frame_stride=frame_stride,
-            max_frames=max_frames,
-            frames_decoded=summary.frames_decoded,
-            frames_sampled=summary.frames_sampled,
-            analyzers=summary.analyzers,
-            elapsed_s=time.monotonic() - started,
-            output_bytes=output_bytes,
-        )
+        return replace(summary, elapsed_s=time.monotonic() - started, output_bytes=output_bytes)
 
     def _check_limits(self, info: VideoInfo, frame_stride: int, max_frames: int | None) -> int:
         """Raise ``VideoLimitExceeded`` if over a limit.

@@ -1,6 +1,5 @@
 """The HTTP API in-process, on real PostgreSQL, RabbitMQ and S3."""
 
-import asyncio
 import uuid
 
 import asyncpg
@@ -10,7 +9,7 @@ import pytest
 
 from services.api.app import create_app
 from shared.backends import open_backends
-from tests.support.services import rabbit_get
+from tests.support.services import queue_depth
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +25,6 @@ async def api(settings):
     async with httpx.AsyncClient(transport=transport, base_url="http://videoq") as client:
         yield client
     await app.state.backends.close()
-
-
-async def queue_depth(services, settings) -> int:
-    vhost = settings.amqp_url.get_secret_value().rsplit("/", 1)[1]
-    for _ in range(50):  # the management API's counts lag a little
-        queue = rabbit_get(services, f"/api/queues/{vhost}/videoq.jobs.process")
-        if "messages" in queue:
-            return int(queue["messages"])
-        await asyncio.sleep(0.1)
-    raise AssertionError("queue stats never appeared")
 
 
 async def leftovers(settings, services) -> tuple[int, list[str]]:
@@ -64,8 +53,7 @@ async def test_submit_stores_the_file_creates_the_row_and_publishes(
     assert status["status"] == "pending" and status["progress"] == 0
     rows, keys = await leftovers(settings, services_ready)
     assert (rows, keys) == (1, [f"inputs/{job_id}.mp4"])
-    await asyncio.sleep(1)
-    assert await queue_depth(services_ready, settings) == 1
+    assert await queue_depth(settings.amqp_url.get_secret_value(), "videoq.jobs.process") == 1
 
 
 @pytest.mark.parametrize(

@@ -127,3 +127,16 @@ def settings_env(**fields: object) -> dict[str, str]:
             value = ",".join(str(v) for v in value)
         env[f"VIDEOQ_{key.upper()}"] = str(value)
     return env
+
+
+async def queue_depth(amqp_url: str, queue: str) -> int:
+    """Messages ready in ``queue``, from a passive declare (exact, no stats lag)."""
+    import aio_pika
+
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+    finally:
+        await connection.close()

@@ -21,7 +21,7 @@ import pytest
 from services.cli.client import Client
 from shared.repository import connect_repository
 from tests.support.proxy import TcpProxy
-from tests.support.services import rabbit_get
+from tests.support.services import queue_depth
 from tests.support.stack import Stack, _env
 
 pytestmark = pytest.mark.system
@@ -57,9 +57,7 @@ def result_keys(settings, services) -> list[str]:
 
 
 def queue_messages(services, settings, queue: str) -> int:
-    vhost = urlsplit(settings.amqp_url.get_secret_value()).path.lstrip("/")
-    info = rabbit_get(services, f"/api/queues/{vhost}/{queue}")
-    return int(info.get("messages", 0))
+    return asyncio.run(queue_depth(settings.amqp_url.get_secret_value(), queue))
 
 
 def all_terminal(client: Client, ids: list[str]) -> list[dict] | None:
