@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Match
 
 from services.api.auth import ApiKeys
@@ -78,7 +78,15 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], summary="Readiness: database, broker and store answer")
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Readiness: database, broker and store answer",
+        responses={
+            200: {"description": "Every dependency answers"},
+            503: {"description": "A dependency is down; `checks` says which"},
+        },
+    )
     async def readyz(backends: Backend) -> JSONResponse:
         checks = await backends.check()
         ok = all(v == "ok" for v in checks.values())
@@ -88,7 +96,13 @@ def create_app(
             headers=None if ok else {"Retry-After": "5"},
         )
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics_endpoint(m: MetricsDep) -> Response:
         return Response(m.render(), media_type=CONTENT_TYPE)
 
