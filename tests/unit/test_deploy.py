@@ -78,7 +78,7 @@ def _videoq_env(names: set[str] | dict[str, Any]) -> set[str]:
 
 #: Variables the manifests already pass that the settings will read soon
 #: (issue 7: API keys from a Secret). Drop a name once Settings has the field.
-UPCOMING_SETTINGS = {"VIDEOQ_API_KEYS"}
+UPCOMING_SETTINGS: set[str] = set()
 
 
 def _unknown_settings(names: set[str]) -> set[str]:
@@ -221,6 +221,7 @@ COMPOSE_SECRETS = {
     "MINIO_ROOT_PASSWORD": "dummy-minio",
     "VIDEOQ_S3_ACCESS_KEY": "dummy-key",
     "VIDEOQ_S3_SECRET_KEY": "dummy-secret",
+    "VIDEOQ_API_KEYS": "acme:" + "0" * 64,
 }
 
 
