@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,20 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 
 def _unavailable(exc: Exception) -> DependencyUnavailable:
     return DependencyUnavailable("object store", type(exc).__name__)
+
+
+@contextlib.contextmanager
+def _domain_errors(key: str | None = None) -> Iterator[None]:
+    """Turn botocore's errors into the domain's: a missing ``key`` is
+    ``InputMissing``, anything else ``DependencyUnavailable``."""
+    try:
+        yield
+    except ClientError as exc:
+        if key is not None and exc.response.get("Error", {}).get("Code") in _MISSING:
+            raise InputMissing(f"object {key} not found") from None
+        raise _unavailable(exc) from None
+    except (BotoCoreError, OSError, TimeoutError) as exc:
+        raise _unavailable(exc) from None
 
 
 class _S3Upload:
@@ -49,7 +63,7 @@ class _S3Upload:
 
     async def _upload_part(self, data: bytes) -> None:
         client = self._store.client
-        try:
+        with _domain_errors():
             if self._upload_id is None:
                 created = await client.create_multipart_upload(
                     Bucket=self._store.bucket,
@@ -65,35 +79,37 @@ class _S3Upload:
                 PartNumber=number,
                 Body=data,
             )
-        except (BotoCoreError, ClientError, OSError) as exc:
-            raise _unavailable(exc) from None
         self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     async def complete(self) -> int:
         client = self._store.client
         try:
-            if self._upload_id is None:
-                # Small object: one PUT, no multipart bookkeeping.
-                await client.put_object(
-                    Bucket=self._store.bucket,
-                    Key=self._store.key(self._key),
-                    Body=bytes(self._buffer),
-                    ContentType=self._content_type,
-                )
-            else:
-                if self._buffer:
-                    await self._upload_part(bytes(self._buffer))
-                await client.complete_multipart_upload(
-                    Bucket=self._store.bucket,
-                    Key=self._store.key(self._key),
-                    UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts},
-                )
-        except (BotoCoreError, ClientError, OSError) as exc:
-            await self.abort()
-            raise _unavailable(exc) from None
+            with _domain_errors():
+                await self._finish(client)
+        except BaseException:
+            await self.abort()  # the object never appears half-written
+            raise
         self._buffer = bytearray()
         return self._size
+
+    async def _finish(self, client: Any) -> None:
+        if self._upload_id is None:
+            # Small object: one PUT, no multipart bookkeeping.
+            await client.put_object(
+                Bucket=self._store.bucket,
+                Key=self._store.key(self._key),
+                Body=bytes(self._buffer),
+                ContentType=self._content_type,
+            )
+            return
+        if self._buffer:
+            await self._upload_part(bytes(self._buffer))
+        await client.complete_multipart_upload(
+            Bucket=self._store.bucket,
+            Key=self._store.key(self._key),
+            UploadId=self._upload_id,
+            MultipartUpload={"Parts": self._parts},
+        )
 
     async def abort(self) -> None:
         self._buffer = bytearray()
@@ -153,10 +169,8 @@ class S3Store:
         return f"{self._prefix}/{key}" if self._prefix else key
 
     async def ping(self) -> None:
-        try:
+        with _domain_errors():
             await self.client.head_bucket(Bucket=self.bucket)
-        except (BotoCoreError, ClientError, OSError) as exc:
-            raise _unavailable(exc) from None
 
     async def close(self) -> None:
         await self._exit_stack.aclose()
@@ -175,54 +189,32 @@ class S3Store:
             raise
         return await upload.complete()
 
-    async def _get(self, key: str) -> Any:
-        try:
-            return await self.client.get_object(Bucket=self.bucket, Key=self.key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING:
-                raise InputMissing(f"object {key} not found") from None
-            raise _unavailable(exc) from None
-        except (BotoCoreError, OSError) as exc:
-            raise _unavailable(exc) from None
-
     async def download_file(self, key: str, path: Path) -> int:
-        answer = await self._get(key)
         size = 0
-        try:
+        with _domain_errors(key):
+            answer = await self.client.get_object(Bucket=self.bucket, Key=self.key(key))
             async with answer["Body"] as body:
                 with path.open("wb") as handle:
                     async for chunk in body.iter_chunks(1024 * 1024):
                         await asyncio.to_thread(handle.write, chunk)
                         size += len(chunk)
-        except (TimeoutError, BotoCoreError, OSError) as exc:
-            raise _unavailable(exc) from None
         return size
 
     async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
-        answer = await self._get(key)
-        try:
+        with _domain_errors(key):
+            answer = await self.client.get_object(Bucket=self.bucket, Key=self.key(key))
             async with answer["Body"] as body:
                 async for chunk in body.iter_chunks(256 * 1024):
                     yield chunk
-        except (BotoCoreError, OSError) as exc:
-            raise _unavailable(exc) from None
 
     async def size(self, key: str) -> int:
-        try:
+        with _domain_errors(key):
             head = await self.client.head_object(Bucket=self.bucket, Key=self.key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING:
-                raise InputMissing(f"object {key} not found") from None
-            raise _unavailable(exc) from None
-        except (BotoCoreError, OSError) as exc:
-            raise _unavailable(exc) from None
         return int(head["ContentLength"])
 
     async def delete(self, key: str) -> None:
-        try:
+        with _domain_errors():
             await self.client.delete_object(Bucket=self.bucket, Key=self.key(key))
-        except (BotoCoreError, ClientError, OSError) as exc:
-            raise _unavailable(exc) from None
 
     async def exists(self, key: str) -> bool:
         try:
