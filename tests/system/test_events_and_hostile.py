@@ -106,3 +106,28 @@ def test_hostile_messages_are_parked_with_a_reason_and_the_worker_carries_on(
     lines = [json.loads(line) for line in stack.log("worker").splitlines() if line.startswith("{")]
     parked = [line for line in lines if line["event"] == "message.dead_lettered"]
     assert len(parked) == 1 and parked[0]["reason"].startswith(reason)
+
+
+def test_a_duplicate_message_for_a_finished_job_is_dropped(stack, settings, sample_mp4):
+    amqp = settings.amqp_url.get_secret_value()
+    with Client(stack.start_all()) as client:
+        job_id = client.submit(sample_mp4)
+        assert client.wait(job_id, timeout=60)["status"] == "completed"
+
+        async def publish_again() -> None:
+            connection = await aio_pika.connect(amqp)
+            channel = await connection.channel()
+            exchange = await channel.get_exchange("videoq.jobs")
+            await exchange.publish(
+                aio_pika.Message(build_payload(uuid.UUID(job_id))), routing_key="process"
+            )
+            await connection.close()
+
+        asyncio.run(publish_again())
+        deadline = time.monotonic() + 20
+        while '"message.duplicate_dropped"' not in stack.log("worker"):
+            assert time.monotonic() < deadline, "duplicate never consumed"
+            time.sleep(0.1)
+        final = client.status(job_id)
+    assert (final["status"], final["attempts"]) == ("completed", 1)
+    assert asyncio.run(queue_depth(amqp, "videoq.jobs.process")) == 0
