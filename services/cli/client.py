@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ __all__ = ["ApiError", "Client"]
 
 
 class ApiError(Exception):
+    """The API answered with an error status; ``detail`` is its message."""
+
     def __init__(self, status: int, detail: str) -> None:
         self.status = status
         self.detail = detail
@@ -70,6 +74,60 @@ class Client:
 
     def results(self, job_id: str) -> dict[str, Any]:
         return self._check(self._http.get(f"/video/results/{job_id}"))  # type: ignore[no-any-return]
+
+    def download_results(self, job_id: str, target: Path) -> int:
+        """Stream a completed job's results document into ``target``; return its size.
+
+        The file appears whole or not at all (written beside it, then renamed).
+
+        Raises:
+            ApiError: unknown job (404), not completed yet (404), or a service error.
+        """
+        with self._http.stream("GET", f"/video/results/{job_id}") as response:
+            if response.is_error:
+                response.read()
+                self._check(response)
+            handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".videoq-")
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                os.replace(temp, target)
+            except BaseException:
+                Path(temp).unlink(missing_ok=True)
+                raise
+        return target.stat().st_size
+
+    def jobs(
+        self, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of ``GET /video/jobs``: ``{"jobs": [...], "next_cursor": str | None}``.
+
+        Jobs are status objects, as ``status`` returns them.
+        """
+        params = {
+            k: str(v)
+            for k, v in (("status", status), ("limit", limit), ("cursor", cursor))
+            if v is not None
+        }
+        return self._check(self._http.get("/video/jobs", params=params))  # type: ignore[no-any-return]
+
+    def iter_jobs(
+        self, *, status: str | None = None, limit: int | None = None, page_size: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """Every job (with ``status``, if given), following the cursor page by
+        page, at most ``limit`` of them."""
+        cursor: str | None = None
+        left = limit
+        while left is None or left > 0:
+            size = page_size if left is None else min(page_size, left)
+            page = self.jobs(status=status, limit=size, cursor=cursor)
+            yield from page["jobs"][:size]
+            if left is not None:
+                left -= min(size, len(page["jobs"]))
+            cursor = page.get("next_cursor")
+            if not cursor or not page["jobs"]:
+                return
 
     def wait(
         self,

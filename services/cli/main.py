@@ -1,9 +1,10 @@
 """``videoq``: the user's and operator's command line.
 
 Talks to the HTTP API (``--url`` or ``VIDEOQ_URL``, default
-http://127.0.0.1:8000) for jobs; ``migrate`` and ``dlq`` talk to PostgreSQL
-and RabbitMQ with the service settings. Exit codes: 0 done (job completed),
-1 job failed, 2 usage, 3 timed out, 4 service error.
+http://127.0.0.1:8000, with ``--api-key`` or ``VIDEOQ_API_KEY`` sent as
+``Authorization: Bearer``) for jobs; ``migrate`` and ``dlq`` talk to
+PostgreSQL and RabbitMQ with the service settings. The exit codes are part of
+the interface (see ``EXIT_CODES``): scripts may rely on them.
 """
 
 from __future__ import annotations
@@ -15,12 +16,121 @@ import os
 import socket
 import sys
 import tempfile
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-__all__ = ["main"]
+__all__ = ["EXIT_CODES", "exit_code_for_http", "format_jobs", "main", "render_progress"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_ERROR = 0, 1, 2, 3, 4
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+EXIT_ERROR = 4
+EXIT_NOT_FOUND = 5
+EXIT_DENIED = 6
+EXIT_INTERRUPTED = 130
+
+#: Every exit code and what it means (printed by ``videoq --help``).
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "done (submit --wait: the job completed; status: it has not failed)",
+    EXIT_FAILED: "the job failed (its error message is on stderr)",
+    EXIT_USAGE: "bad arguments, or the api refused the input (400, 413, 415, 422)",
+    EXIT_TIMEOUT: "--wait gave up before the job finished (the job goes on)",
+    EXIT_ERROR: "the service is unreachable or failing (5xx, 503, 429): try again later",
+    EXIT_NOT_FOUND: "no such job, or its results are not ready yet (404)",
+    EXIT_DENIED: "missing or wrong API key (401, 403)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+_STATUSES = ("pending", "running", "completed", "failed")
+
+
+def exit_code_for_http(status: int) -> int:
+    """The exit code for an error answer of the API with HTTP ``status``."""
+    if status in (401, 403):
+        return EXIT_DENIED
+    if status == 404:
+        return EXIT_NOT_FOUND
+    if status in (408, 429) or status >= 500:
+        return EXIT_ERROR
+    return EXIT_USAGE
+
+
+def render_progress(status: Mapping[str, Any], *, elapsed: float, width: int = 30) -> str:
+    """One line of progress bar for a job's status object.
+
+    ``progress`` is the API's coarse fraction (0..1); a completed job shows
+    100 % whatever it says.
+    """
+    state = str(status.get("status", "?"))
+    try:
+        fraction = float(status.get("progress") or 0.0)
+    except (TypeError, ValueError):
+        fraction = 0.0
+    fraction = 1.0 if state == "completed" else min(1.0, max(0.0, fraction))
+    filled = round(fraction * width)
+    line = f"[{'#' * filled}{'-' * (width - filled)}] {fraction * 100:3.0f}% {state:<9}"
+    attempts = status.get("attempts")
+    if isinstance(attempts, int) and attempts > 1:
+        line += f" attempt {attempts}"
+    return f"{line} {elapsed:6.1f}s"
+
+
+class _ProgressBar:
+    """Redraws one line on a terminal (``\\r``, no cursor tricks)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._started = time.monotonic()
+        self._width = 0
+        self._drawn = False
+
+    def update(self, status: Mapping[str, Any]) -> None:
+        line = render_progress(status, elapsed=time.monotonic() - self._started)
+        self._stream.write("\r" + line.ljust(self._width))
+        self._stream.flush()
+        self._width = len(line)
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+_COLUMNS = (
+    ("JOB_ID", "job_id"),
+    ("STATUS", "status"),
+    ("PROGRESS", "progress"),
+    ("PIPELINE", "pipeline"),
+    ("ATTEMPTS", "attempts"),
+    ("UPDATED", "updated_at"),
+    ("ERROR", "error_message"),
+)
+
+
+def _cell(job: Mapping[str, Any], key: str) -> str:
+    value = job.get(key)
+    if value is None:
+        return ""
+    if key == "progress":
+        try:
+            return f"{float(value) * 100:.0f}%"
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
+def format_jobs(jobs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Status objects as the lines of an aligned table, a header first."""
+    rows = [[title for title, _ in _COLUMNS]]
+    rows += [[_cell(job, key) for _, key in _COLUMNS] for job in jobs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
 
 
 def _free_port() -> int:
@@ -109,6 +219,15 @@ def _client(args: argparse.Namespace) -> Any:
     return Client(args.url, api_key=args.api_key)
 
 
+def _write_results(client: Any, job_id: str, output: str | None) -> None:
+    """The results document to ``output`` (streamed; "-" or None: stdout)."""
+    if output and output != "-":
+        size = client.download_results(job_id, Path(output))
+        print(f"results of job {job_id} written to {output} ({size} bytes)", file=sys.stderr)
+    else:
+        print(json.dumps(client.results(job_id)))
+
+
 def _cmd_submit(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
@@ -122,11 +241,22 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             print(job_id)
             return EXIT_OK
         print(f"job {job_id} submitted", file=sys.stderr)
-        status = client.wait(job_id, timeout=args.timeout)
+        show = sys.stderr.isatty() if args.progress is None else args.progress
+        bar = _ProgressBar(sys.stderr) if show else None
+        try:
+            status = client.wait(
+                job_id, timeout=args.timeout, on_status=bar.update if bar else None
+            )
+        finally:
+            if bar is not None:
+                bar.close()
         if status["status"] != "completed":
-            print(f"job {job_id} failed: {status.get('error_message')}", file=sys.stderr)
+            print(
+                f"videoq: job {job_id} {status['status']}: {status.get('error_message')}",
+                file=sys.stderr,
+            )
             return EXIT_FAILED
-        print(json.dumps(client.results(job_id)))
+        _write_results(client, job_id, args.output)
         return EXIT_OK
 
 
@@ -139,12 +269,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_results(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        results = client.results(args.job)
-    text = json.dumps(results)
-    if args.output:
-        Path(args.output).write_text(text)
-    else:
-        print(text)
+        _write_results(client, args.job, args.output)
+    return EXIT_OK
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        jobs = client.iter_jobs(status=args.status, limit=args.limit)
+        if args.json:
+            for job in jobs:
+                print(json.dumps(job))
+        else:
+            for line in format_jobs(list(jobs)):
+                print(line)
     return EXIT_OK
 
 
@@ -167,11 +304,46 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     return asyncio.run(run_dlq(args))
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _epilog() -> str:
+    codes = "\n".join(f"  {code:<4}{meaning}" for code, meaning in EXIT_CODES.items())
+    return (
+        f"exit codes:\n{codes}\n\n"
+        "examples:\n"
+        "  videoq submit clip.mp4 --stride 5 --wait > results.json\n"
+        "  videoq jobs --status failed --limit 20\n"
+        "  videoq results <job_id> -o results.json"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="videoq", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default=os.environ.get("VIDEOQ_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--api-key", default=os.environ.get("VIDEOQ_API_KEY"))
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="videoq",
+        description="videoq: submit videos for analysis, follow jobs, fetch results,"
+        " and operate the queues.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("VIDEOQ_URL", "http://127.0.0.1:8000"),
+        help="the api's base URL (env VIDEOQ_URL; default %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("VIDEOQ_API_KEY"),
+        help="sent as 'Authorization: Bearer <key>' (env VIDEOQ_API_KEY)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("dev", help="run api, worker and janitor in one process (embedded backends)")
     p.add_argument("--port", type=int, default=8000)
@@ -184,23 +356,47 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="var/demo")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("submit", help="upload an MP4 and start a job")
+    p = sub.add_parser(
+        "submit",
+        help="upload an MP4 and start a job (prints its id, or with --wait its results)",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file")
-    p.add_argument("--pipeline")
-    p.add_argument("--stride", type=int)
-    p.add_argument("--max-frames", type=int)
-    p.add_argument("--wait", action="store_true", help="wait and print the results")
-    p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--pipeline", help="analysis pipeline (default: the service's)")
+    p.add_argument("--stride", type=_positive_int, help="analyse every Nth frame")
+    p.add_argument("--max-frames", type=_positive_int, help="analyse at most N frames")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the job; print its results (exit 0) or its error (exit 1)",
+    )
+    p.add_argument("--timeout", type=float, default=600, help="seconds --wait waits (then exit 3)")
+    p.add_argument("-o", "--output", help="with --wait: write the results to this file")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr while waiting (default: when stderr is a terminal)",
+    )
     p.set_defaults(func=_cmd_submit)
 
-    p = sub.add_parser("status", help="show a job's status")
+    p = sub.add_parser("status", help="show a job's status (exit 1 if it failed)")
     p.add_argument("job")
     p.set_defaults(func=_cmd_status)
 
-    p = sub.add_parser("results", help="print a completed job's results")
+    p = sub.add_parser("results", help="print a completed job's results (exit 5 if not ready)")
     p.add_argument("job")
-    p.add_argument("-o", "--output")
+    p.add_argument("-o", "--output", help="write them to this file instead (streamed)")
     p.set_defaults(func=_cmd_results)
+
+    p = sub.add_parser("jobs", help="list your jobs, newest first")
+    p.add_argument("--status", choices=_STATUSES, help="only jobs in this status")
+    p.add_argument(
+        "--limit", type=_positive_int, default=50, help="at most N jobs (default %(default)s)"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON status object per line")
+    p.set_defaults(func=_cmd_jobs)
 
     p = sub.add_parser("migrate", help="apply database migrations and exit")
     p.set_defaults(func=_cmd_migrate)
@@ -218,21 +414,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the command line; exits with one of ``EXIT_CODES``."""
+    import httpx
+
     from services.cli.client import ApiError
+    from shared.errors import VideoqError
 
     args = _parser().parse_args(argv)
     try:
         code = args.func(args)
     except ApiError as exc:
-        print(f"videoq: {exc.detail} (HTTP {exc.status})", file=sys.stderr)
-        code = EXIT_ERROR
+        code = exit_code_for_http(exc.status)
+        hint = " (set --api-key or VIDEOQ_API_KEY)" if code == EXIT_DENIED else ""
+        print(f"videoq: {exc.detail} (HTTP {exc.status}){hint}", file=sys.stderr)
     except TimeoutError as exc:
         print(f"videoq: {exc}", file=sys.stderr)
         code = EXIT_TIMEOUT
     except KeyboardInterrupt:
+        print(file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except httpx.TransportError as exc:
+        print(f"videoq: cannot reach the service at {args.url}: {exc}", file=sys.stderr)
+        code = EXIT_ERROR
+    except VideoqError as exc:
+        print(f"videoq: {exc}", file=sys.stderr)
         code = EXIT_ERROR
     except OSError as exc:
-        print(f"videoq: cannot reach the service: {exc}", file=sys.stderr)
+        print(f"videoq: {exc}", file=sys.stderr)
         code = EXIT_ERROR
     sys.exit(code)
 
