@@ -1,0 +1,1 @@
+"""Project tooling: checks run by the test command, not shipped in the wheel."""
