@@ -31,6 +31,17 @@ class Metrics:
         self.jobs_failed = Counter(
             "videoq_jobs_failed_total", "Jobs that failed for good", ["pipeline"], registry=r
         )
+        self.jobs_cancelled = Counter(
+            "videoq_jobs_cancelled_total",
+            "Jobs cancelled by their client",
+            ["pipeline"],
+            registry=r,
+        )
+        self.events_published = Counter(
+            "videoq_events_published_total",
+            "Job status events published to the events exchange",
+            registry=r,
+        )
         self.jobs_retried = Counter(
             "videoq_jobs_retried_total",
             "Jobs sent to a retry tier",

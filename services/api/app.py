@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Match
 
 from services.api.auth import ApiKeys
 from services.api.deps import Backend, MetricsDep
@@ -64,11 +63,8 @@ def create_app(
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        route = "unmatched"
-        for candidate in request.app.router.routes:
-            if candidate.matches(request.scope)[0] is Match.FULL:
-                route = getattr(candidate, "path", "unmatched")
-                break
+        # The matched route's template (low cardinality), set by the router.
+        route = getattr(request.scope.get("route"), "path", None) or "unmatched"
         app.state.metrics.http_latency.labels(
             request.method, route, str(response.status_code)
         ).observe(time.perf_counter() - started)

@@ -370,7 +370,9 @@ async def list_jobs(
     },
     summary="Cancel a job",
 )
-async def cancel(job_id: JobId, backends: Backend, caller: Caller) -> StatusResponse:
+async def cancel(
+    job_id: JobId, backends: Backend, caller: Caller, metrics: MetricsDep
+) -> StatusResponse:
     """A pending job fails at once with "Cancelled"; a running one is stopped
     by its worker at its next heartbeat (best effort) and fails the same way;
     a finished job answers 409."""
@@ -382,4 +384,6 @@ async def cancel(job_id: JobId, backends: Backend, caller: Caller) -> StatusResp
         finished = await backends.repo.get(job_id)
         raise JobConflict(f"Job already finished ({finished.status.value if finished else 'gone'})")
     log.info("job.cancel", extra={"job_id": str(job_id), "status": cancelled.status.value})
+    if cancelled.status is JobStatus.FAILED:  # a running one is counted by its worker
+        metrics.jobs_cancelled.labels(cancelled.pipeline).inc()
     return StatusResponse.of(cancelled)

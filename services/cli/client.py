@@ -72,6 +72,9 @@ class Client:
     def status(self, job_id: str) -> dict[str, Any]:
         return self._check(self._http.get(f"/video/status/{job_id}"))  # type: ignore[no-any-return]
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._check(self._http.delete(f"/video/jobs/{job_id}"))  # type: ignore[no-any-return]
+
     def results(self, job_id: str) -> dict[str, Any]:
         return self._check(self._http.get(f"/video/results/{job_id}"))  # type: ignore[no-any-return]
 

@@ -285,6 +285,23 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        status = client.cancel(args.job)
+    print(json.dumps(status, indent=2))
+    return EXIT_OK
+
+
+def _cmd_hash_key(args: argparse.Namespace) -> int:
+    from services.api.auth import hash_key
+
+    # "-" reads the key from stdin, keeping it out of shell history and `ps`.
+    key = sys.stdin.readline().strip() if args.key == "-" else args.key
+    digest = hash_key(key)
+    print(f"{args.client}:{digest}" if args.client else digest)
+    return EXIT_OK
+
+
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from shared.repository import connect_repository
     from shared.settings import Settings
@@ -397,6 +414,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="one JSON status object per line")
     p.set_defaults(func=_cmd_jobs)
+
+    p = sub.add_parser("cancel", help="cancel a job (a running one stops at its next heartbeat)")
+    p.add_argument("job")
+    p.set_defaults(func=_cmd_cancel)
+
+    p = sub.add_parser(
+        "hash-key", help="print the hash of an API key, for VIDEOQ_API_KEYS (client_id:hash)"
+    )
+    p.add_argument("key", help="the key, or - to read it from stdin")
+    p.add_argument("--client", help="prefix the client id: prints client:hash")
+    p.set_defaults(func=_cmd_hash_key)
 
     p = sub.add_parser("migrate", help="apply database migrations and exit")
     p.set_defaults(func=_cmd_migrate)

@@ -82,6 +82,7 @@ class Janitor:
             )
         for job in failed:
             log.error("janitor.failed", extra={"job_id": str(job.job_id), "attempt": job.attempts})
+            self._metrics.jobs_failed.labels(job.pipeline).inc()
         self._metrics.janitor_requeued.inc(len(requeued))
         self._metrics.janitor_expired_failed.inc(len(failed))
         self._metrics.jobs_dead_lettered.labels(reason="lease_expired").inc(len(failed))
@@ -97,6 +98,7 @@ class Janitor:
         self._metrics.outbox_published.inc(len(published))
 
         events = await self._repo.sweep_events(limit=_BATCH * 5, publish=self._broker.publish_event)
+        self._metrics.events_published.inc(len(events))
         return SweepReport(len(requeued), len(failed), len(published), len(events))
 
     async def run(self) -> None:

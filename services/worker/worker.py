@@ -208,8 +208,10 @@ class Worker:
         extra = {"job_id": str(job.job_id), "attempt": job.attempts, "pipeline": job.pipeline}
         log.info("job.claimed", extra=extra)
         self._metrics.jobs_in_flight.inc()
+        # From when the job was last published (submit, retry, requeue) to this claim.
+        queued_at = job.published_at or job.created_at
         self._metrics.queue_wait.labels(job.pipeline).observe(
-            max(0.0, (job.updated_at - job.created_at).total_seconds())
+            max(0.0, (job.updated_at - queued_at).total_seconds())
         )
         started = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeat(running))
@@ -328,6 +330,7 @@ class Worker:
             )
         if running.stop_reason == "cancelled":
             if await self._repo.fail(job.job_id, owner=self.worker_id, error=CANCELLED):
+                self._metrics.jobs_cancelled.labels(job.pipeline).inc()
                 log.info("job.cancelled", extra=extra)
             return "cancelled"
         if running.stop_reason != "shutdown":

@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from shared.settings import Settings
 
 __all__ = ["Stack"]
-
-_SECRET_FIELDS = ("amqp_url", "database_url")
 
 
 def _free_port() -> int:
@@ -27,11 +26,12 @@ def _free_port() -> int:
 
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
-    for name, value in settings.model_dump().items():
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
         if value is None:
             continue
-        if name in _SECRET_FIELDS:
-            value = getattr(settings, name).get_secret_value()
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if isinstance(value, tuple | list):
             value = ",".join(str(v) for v in value)
         env[f"VIDEOQ_{name.upper()}"] = str(value)
@@ -81,8 +81,8 @@ class Stack:
     def start_worker(self, name: str = "worker", **env: str) -> subprocess.Popen[bytes]:
         return self._spawn(name, [sys.executable, "-m", "services.worker.main"], env)
 
-    def start_janitor(self, name: str = "janitor") -> subprocess.Popen[bytes]:
-        return self._spawn(name, [sys.executable, "-m", "services.janitor.main"])
+    def start_janitor(self, name: str = "janitor", **env: str) -> subprocess.Popen[bytes]:
+        return self._spawn(name, [sys.executable, "-m", "services.janitor.main"], env)
 
     def start_all(self) -> str:
         url = self.start_api()
