@@ -76,5 +76,7 @@ ruff check .
 ruff format --check .
 log "mypy"
 mypy
+log "governance"
+python -m tools.governance
 log "pytest"
 pytest "$@"
