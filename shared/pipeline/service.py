@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from av.video.reformatter import VideoReformatter
+
 from shared.errors import JobInterrupted
 from shared.pipeline.analyzer import Analyzer
 from shared.pipeline.document import ResultsWriter
@@ -163,6 +165,7 @@ class VideoFilePipelineService:
                 next_sample = 0
                 fps = info.fps
                 report_at = started + self._progress_interval
+                reformatter = VideoReformatter()  # one swscale context per job
                 for index, av_frame in enumerate(video.frames()):
                     decoded = index + 1
                     if index != next_sample:
@@ -183,7 +186,10 @@ class VideoFilePipelineService:
                     if seconds is None:
                         seconds = index / fps if fps else 0.0
                     timestamp = round(seconds, 6)
-                    result = _run(analyzers, Frame(av_frame, index=index, timestamp_s=timestamp))
+                    frame = Frame(
+                        av_frame, index=index, timestamp_s=timestamp, reformatter=reformatter
+                    )
+                    result = _run(analyzers, frame)
                     writer.write({"frame_index": index, "timestamp_s": timestamp, "result": result})
                     sampled += 1
                     if sampled >= cap:
