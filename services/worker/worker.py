@@ -35,6 +35,9 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("videoq.worker")
 
+#: How often a worker that cannot start consuming (broker away) tries again.
+_RESUME_RETRY_SECONDS = 2.0
+
 
 class _RunningJob:
     """Bookkeeping for one job in hand: why it should stop, its progress."""
@@ -80,6 +83,8 @@ class Worker:
         self._running: dict[UUID, _RunningJob] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._consuming = False
+        self._consumer_lock = asyncio.Lock()
+        self._retry_resume: asyncio.Task[None] | None = None
         self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -91,21 +96,38 @@ class Worker:
         log.info("worker.started", extra={"worker_id": self.worker_id})
 
     async def _resume(self) -> None:
-        if not self._consuming and not self._stopping:
+        """Consume again; while the broker is away, keep trying in the background."""
+        async with self._consumer_lock:
+            if self._consuming or self._stopping:
+                return
+            try:
+                await self._broker.consume(
+                    self._on_delivery, prefetch=self._settings.worker_concurrency
+                )
+            except DependencyUnavailable as exc:
+                log.warning("worker.consume_failed", extra={"error": str(exc)})
+                if self._retry_resume is None or self._retry_resume.done():
+                    self._retry_resume = asyncio.create_task(self._resume_later())
+                return
             self._consuming = True
-            await self._broker.consume(
-                self._on_delivery, prefetch=self._settings.worker_concurrency
-            )
+
+    async def _resume_later(self) -> None:
+        while not self._consuming and not self._stopping:
+            await asyncio.sleep(_RESUME_RETRY_SECONDS)
+            await self._resume()
 
     async def _pause(self) -> None:
-        if self._consuming:
-            self._consuming = False
-            await self._broker.stop_consuming()
+        async with self._consumer_lock:
+            if self._consuming:
+                self._consuming = False
+                await self._broker.stop_consuming()
 
     async def stop(self, *, grace_seconds: float) -> None:
         """Stop consuming; let jobs in hand finish within ``grace_seconds``,
         then interrupt them and hand them back (pending + republish)."""
         self._stopping = True
+        if self._retry_resume is not None:
+            self._retry_resume.cancel()
         await self._pause()
         if self._running:
             log.info(

@@ -180,7 +180,10 @@ class AmqpBroker:
         )
 
     async def consume(self, handler: Handler, *, prefetch: int) -> None:
-        await self._channel.set_qos(prefetch_count=prefetch)
+        try:
+            await self._channel.set_qos(prefetch_count=prefetch)
+        except _FAILURES as exc:
+            raise DependencyUnavailable("broker", type(exc).__name__) from None
         queue = self._queues[self._settings.queue_process]
 
         async def on_message(message: AbstractIncomingMessage) -> None:
@@ -201,7 +204,10 @@ class AmqpBroker:
                 )
             )
 
-        self._consumer_tag = await queue.consume(on_message)
+        try:
+            self._consumer_tag = await queue.consume(on_message)
+        except _FAILURES as exc:
+            raise DependencyUnavailable("broker", type(exc).__name__) from None
 
     async def stop_consuming(self) -> None:
         if self._consumer_tag is not None:
