@@ -142,10 +142,6 @@ class Worker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         log.info("worker.stopped", extra={"worker_id": self.worker_id})
 
-    @property
-    def busy(self) -> int:
-        return len(self._running)
-
     # --- one delivery ---------------------------------------------------------
 
     async def _on_delivery(self, delivery: Delivery) -> None:

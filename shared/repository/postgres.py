@@ -469,14 +469,6 @@ class PostgresJobRepository:
                 )
         return sent
 
-    async def count_by_status(self) -> dict[JobStatus, int]:
-        rows = await self._run(
-            lambda c: c.fetch("SELECT status, count(*) AS n FROM jobs GROUP BY status")
-        )
-        counts = {status: 0 for status in JobStatus}
-        counts.update({JobStatus(r["status"]): r["n"] for r in rows})
-        return counts
-
 
 async def connect_repository(
     database_url: str, *, migrate: bool, min_size: int = 1, max_size: int = 10
