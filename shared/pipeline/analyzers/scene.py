@@ -45,30 +45,33 @@ _BINS = 32
 _MIN_SATURATION = 40
 _MOTION_WINDOW = 8
 
-Histograms = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+#: Hue, saturation and value histograms, one row each (fractions of the pixels).
+Histograms = NDArray[np.float64]
 
 
 def colour_histograms(bgr: NDArray[np.uint8]) -> Histograms:
-    """Hue, saturation and value histograms of a BGR image, each as a fraction of its pixels."""
+    """Hue, saturation and value histograms of a BGR image, as a ``(3, bins)`` array."""
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
     saturated = cv2.inRange(hsv, (0, _MIN_SATURATION, 0), (180, 255, 255))
-    pixels = float(hsv.shape[0] * hsv.shape[1])
-    hue = cv2.calcHist([hsv], [0], saturated, [_BINS], [0, 180]).ravel() / pixels
-    sat = cv2.calcHist([hsv], [1], None, [_BINS], [0, 256]).ravel() / pixels
-    val = cv2.calcHist([hsv], [2], None, [_BINS], [0, 256]).ravel() / pixels
-    return hue.astype(np.float64), sat.astype(np.float64), val.astype(np.float64)
+    hists = np.empty((3, _BINS), np.float64)
+    hists[0] = cv2.calcHist([hsv], [0], saturated, [_BINS], [0, 180]).ravel()
+    hists[1] = cv2.calcHist([hsv], [1], None, [_BINS], [0, 256]).ravel()
+    hists[2] = cv2.calcHist([hsv], [2], None, [_BINS], [0, 256]).ravel()
+    hists /= hsv.shape[0] * hsv.shape[1]
+    return hists
 
 
 def histogram_distance(a: Histograms, b: Histograms) -> float:
     """The largest per-channel earth mover's distance between two sets of histograms, 0..1."""
     # 1-D EMD is the L1 distance of the cumulative histograms; on the hue circle
     # the best rotation of the cumulative difference is its median. Both are
-    # scaled so that moving everything across the whole range counts 1.
-    hue = np.cumsum(a[0] - b[0])
-    hue_d = float(np.abs(hue - np.median(hue)).sum()) * 2.0 / _BINS
-    sat_d = float(np.abs(np.cumsum(a[1] - b[1])).sum()) / _BINS
-    val_d = float(np.abs(np.cumsum(a[2] - b[2])).sum()) / _BINS
-    return min(1.0, max(hue_d, sat_d, val_d))
+    # scaled so that moving everything across the whole range counts 1 (half
+    # the circle, for hue).
+    cumulative = np.cumsum(a - b, axis=1)
+    hue = cumulative[0]
+    hue_d = float(np.abs(hue - np.median(hue)).sum()) * 2.0
+    sat_val_d = float(np.abs(cumulative[1:]).sum(axis=1).max())
+    return min(1.0, max(hue_d, sat_val_d) / _BINS)
 
 
 class SceneAnalyzer(Analyzer):
