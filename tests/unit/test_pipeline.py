@@ -140,6 +140,26 @@ def test_basic_reports_the_mean_luma_of_the_frame(
         assert (entry["result"]["width"], entry["result"]["height"]) == (64, 48)
 
 
+def test_memory_stays_flat_whatever_the_number_of_frames(
+    service: VideoFilePipelineService, tmp_path: Path
+) -> None:
+    import tracemalloc
+
+    video = make_mp4(tmp_path / "long.mp4", seconds=40, fps=10, width=32, height=32)
+    peaks = []
+    for max_frames in (40, 400):
+        tracemalloc.start()
+        summary = service.analyze(
+            video, tmp_path / "o.json", job_id=uuid.uuid4(), pipeline="basic", max_frames=max_frames
+        )
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert summary.frames_sampled == max_frames
+    # Ten times the frames, the same peak (the 1 MiB write buffer, mostly):
+    # holding the 360 extra results would add about 200 KB.
+    assert peaks[1] - peaks[0] < 96 * 1024
+
+
 def test_noop_pipeline_gives_empty_results(
     service: VideoFilePipelineService, clip: Path, tmp_path: Path
 ) -> None:
