@@ -113,6 +113,11 @@ def test_a_duplicate_message_for_a_finished_job_is_dropped(stack, settings, samp
     with Client(stack.start_all()) as client:
         job_id = client.submit(sample_mp4)
         assert client.wait(job_id, timeout=60)["status"] == "completed"
+        too_late = client._http.delete(f"/video/jobs/{job_id}")
+        assert (too_late.status_code, too_late.json()["detail"]) == (
+            409,
+            "Job already finished (completed)",
+        )
 
         async def publish_again() -> None:
             connection = await aio_pika.connect(amqp)
