@@ -1,0 +1,321 @@
+"""Benchmark: a large upload through ``POST /video/submit`` against raw S3 multipart.
+
+    python bench/upload.py [--quick] [--size-mib N] [--repeat R] [--json PATH]
+
+Makes (once, cached) an MP4-like file of ``--size-mib`` MiB (1024 by default,
+32 with ``--quick``): an ISO-BMFF ``ftyp`` box, then random bytes. Each round,
+on a moto S3 server of its own (started fresh, so its memory is given back):
+
+1. **raw multipart**: aiobotocore, the file read in 8 MiB parts, each part
+   uploaded in turn (what the api's store adapter does), and the same with 4
+   parts in flight;
+2. **videoq**: the same file streamed as ``multipart/form-data`` through
+   ``POST /video/submit`` of a ``videoq-api`` process (fresh vhost, database
+   and bucket; no worker), while a thread samples the api process's RSS every
+   20 ms: MB/s from the first byte sent to the 202, the RSS growth over the
+   process's RSS just before (after a warm-up upload), and the api's CPU
+   seconds per GiB;
+3. with ``--whatif upload-overlap``, the same with the api's multipart upload
+   sending one part in the background while it receives the next.
+
+Each object is deleted once measured (moto holds several copies of it in
+memory). Prints the median of ``--repeat`` rounds (default 3) and the ratio
+videoq / raw multipart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import aiobotocore.session
+import httpx
+import psutil
+from botocore.config import Config
+
+from bench.common import (
+    bench_services,
+    cache_dir,
+    fresh_stack,
+    load_average,
+    machine,
+    median,
+    print_machine,
+    retrying,
+    s3_endpoint,
+    write_json,
+)
+
+MiB = 1024 * 1024
+PART = 8 * MiB
+FTYP = (24).to_bytes(4, "big") + b"ftypisom" + (0x200).to_bytes(4, "big") + b"isommp41"
+
+
+def make_file(size: int) -> Path:
+    path = cache_dir() / f"upload-{size // MiB}MiB.mp4"
+    if path.exists() and path.stat().st_size == size:
+        return path
+    print(f"writing {path} ({size // MiB} MiB) ...", flush=True)
+    part = path.with_suffix(".part")
+    with part.open("wb") as out:
+        out.write(FTYP)
+        left = size - len(FTYP)
+        while left:
+            chunk = os.urandom(min(left, 8 * MiB))
+            out.write(chunk)
+            left -= len(chunk)
+    part.replace(path)
+    return path
+
+
+async def raw_multipart(endpoint: str, path: Path, *, in_flight: int) -> float:
+    """Upload ``path`` in 8 MiB parts, ``in_flight`` at a time; return the seconds."""
+    session = aiobotocore.session.get_session()
+    config = Config(s3={"addressing_style": "path"}, max_pool_connections=50)
+    bucket, key = f"raw-{uuid.uuid4().hex[:10]}", "raw.mp4"
+    async with session.create_client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", config=config
+    ) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        started = time.perf_counter()
+        created = await s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="video/mp4")
+        upload_id = created["UploadId"]
+        parts: dict[int, str] = {}
+        slots = asyncio.Semaphore(in_flight)
+        tasks = []
+
+        async def send(number: int, data: bytes) -> None:
+            try:
+                answer = await s3.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                )
+                parts[number] = answer["ETag"]
+            finally:
+                slots.release()
+
+        with path.open("rb") as handle:
+            number = 0
+            while True:
+                await slots.acquire()
+                data = await asyncio.to_thread(handle.read, PART)
+                if not data:
+                    slots.release()
+                    break
+                number += 1
+                tasks.append(asyncio.create_task(send(number, data)))
+        await asyncio.gather(*tasks)
+        await s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": parts[n]} for n in sorted(parts)]},
+        )
+        seconds = time.perf_counter() - started
+        await s3.delete_object(Bucket=bucket, Key=key)
+        await s3.delete_bucket(Bucket=bucket)
+    return seconds
+
+
+def _form(path: Path, boundary: str) -> tuple[int, AsyncIterator[bytes]]:
+    """A ``multipart/form-data`` body (pipeline field + file), streamed from disk."""
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="pipeline"\r\n\r\nnoop\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    size = len(head) + path.stat().st_size + len(tail)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield head
+        with path.open("rb") as handle:
+            while chunk := await asyncio.to_thread(handle.read, MiB):
+                yield chunk
+        yield tail
+
+    return size, body()
+
+
+class RssSampler:
+    """Samples a process's RSS every ``interval`` seconds in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self._process = psutil.Process(pid)
+        self._interval = interval
+        self._stop = threading.Event()
+        self.peak = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def _submit(http: httpx.AsyncClient, path: Path) -> float:
+    boundary = uuid.uuid4().hex
+    size, body = _form(path, boundary)
+    started = time.perf_counter()
+    response = await http.post(
+        "/video/submit",
+        content=body,
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(size),
+        },
+    )
+    seconds = time.perf_counter() - started
+    if response.status_code != 202:
+        raise RuntimeError(f"submit answered {response.status_code}: {response.text[:300]}")
+    return seconds
+
+
+async def videoq_upload(
+    endpoint: str, path: Path, warmup: Path, *, whatif: str = ""
+) -> dict[str, float]:
+    async with fresh_stack(endpoint) as bench:
+        if whatif:  # the api under bench.trace, which patches the proposed change in
+            os.environ["BENCH_WHATIF"] = whatif
+            try:
+                url = bench.start_api(trace=bench.logs / "api.json")
+            finally:
+                os.environ.pop("BENCH_WHATIF", None)
+        else:
+            url = bench.start_api()
+        api = psutil.Process(bench.pid("api"))
+        async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+            await _submit(http, warmup)  # imports, pools and the multipart path warmed up
+            await asyncio.sleep(0.5)
+            baseline = api.memory_info().rss
+            cpu_before = sum(api.cpu_times()[:2])
+            with RssSampler(api.pid) as sampler:
+                seconds = await _submit(http, path)
+            cpu = sum(api.cpu_times()[:2]) - cpu_before
+            after = api.memory_info().rss
+        return {
+            "seconds": seconds,
+            "rss_baseline_mb": baseline / 1e6,
+            "rss_peak_mb": sampler.peak / 1e6,
+            "rss_growth_mb": (sampler.peak - baseline) / 1e6,
+            "rss_after_mb": after / 1e6,
+            "api_cpu_seconds": cpu,
+        }
+
+
+async def one_round(path: Path, warmup: Path, whatif: str) -> dict[str, Any]:
+    size_mb = path.stat().st_size / 1e6
+    with s3_endpoint(own=True) as (endpoint, _):
+        raw = await raw_multipart(endpoint, path, in_flight=1)
+        vq = await videoq_upload(endpoint, path, warmup)
+        raw4 = await raw_multipart(endpoint, path, in_flight=4)
+        patched = await videoq_upload(endpoint, path, warmup, whatif=whatif) if whatif else None
+    out = {
+        "raw_mb_s": size_mb / raw,
+        "raw4_mb_s": size_mb / raw4,
+        "videoq_mb_s": size_mb / vq["seconds"],
+        **vq,
+        "api_cpu_s_per_gib": vq["api_cpu_seconds"] / (path.stat().st_size / 2**30),
+    }
+    print(
+        f"  raw multipart {out['raw_mb_s']:6.1f} MB/s (4 parts in flight {out['raw4_mb_s']:6.1f});"
+        f" videoq submit {out['videoq_mb_s']:6.1f} MB/s = {out['videoq_mb_s'] / out['raw_mb_s']:.2f}x;"
+        f" api RSS {vq['rss_baseline_mb']:.0f} MB -> peak {vq['rss_peak_mb']:.0f} MB"
+        f" (+{vq['rss_growth_mb']:.1f} MB); api CPU {out['api_cpu_s_per_gib']:.1f} s/GiB",
+        flush=True,
+    )
+    if patched is not None:
+        out["whatif_mb_s"] = size_mb / patched["seconds"]
+        out["whatif_rss_growth_mb"] = patched["rss_growth_mb"]
+        print(
+            f"  what-if ({whatif}): videoq submit {out['whatif_mb_s']:6.1f} MB/s"
+            f" = {out['whatif_mb_s'] / out['raw_mb_s']:.2f}x raw;"
+            f" api RSS +{patched['rss_growth_mb']:.1f} MB",
+            flush=True,
+        )
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    info = machine(bench_services())
+    print_machine(info)
+    path = make_file(args.size_mib * MiB)
+    warmup = make_file(16 * MiB)
+    print(f"file: {path} ({args.size_mib} MiB); {args.repeat} round(s), medians reported")
+    rounds = []
+    for number in range(args.repeat):
+        print(f"round {number + 1}/{args.repeat} (load {' '.join(map(str, load_average()))})")
+        rounds.append(await retrying("round", lambda: one_round(path, warmup, args.whatif)))
+    keys = rounds[0].keys()
+    summary = {k: median([r[k] for r in rounds]) for k in keys}
+    ratio = median([r["videoq_mb_s"] / r["raw_mb_s"] for r in rounds])
+    summary["ratio"] = ratio
+    print(f"\nmedian of {len(rounds)} round(s):")
+    print(
+        f"  raw multipart {summary['raw_mb_s']:.1f} MB/s (4 in flight {summary['raw4_mb_s']:.1f}),"
+        f" videoq {summary['videoq_mb_s']:.1f} MB/s; api RSS growth {summary['rss_growth_mb']:.1f} MB,"
+        f" api CPU {summary['api_cpu_s_per_gib']:.1f} s/GiB"
+    )
+    if args.whatif:
+        patched = median([r["whatif_mb_s"] / r["raw_mb_s"] for r in rounds])
+        summary["whatif_ratio"] = patched
+        print(
+            f"  what-if ({args.whatif}): {summary['whatif_mb_s']:.1f} MB/s = {patched:.2f}x raw,"
+            f" api RSS growth {summary['whatif_rss_growth_mb']:.1f} MB"
+        )
+    print("\ntargets:")
+    print(f"  upload >= 0.7x raw multipart: {ratio:.2f}x  {'met' if ratio >= 0.7 else 'MISSED'}")
+    growth = summary["rss_growth_mb"]
+    print(
+        f"  api RSS growth < 50 MB for {args.size_mib} MiB: {growth:.1f} MB"
+        f"  {'met' if growth < 50 else 'MISSED'}"
+    )
+    return {
+        "benchmark": "upload",
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "machine": info,
+        "load_average_end": load_average(),
+        "summary": summary,
+        "rounds": rounds,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="32 MiB, one round (for CI)")
+    parser.add_argument("--size-mib", type=int, help="file size in MiB (default 1024)")
+    parser.add_argument("--repeat", type=int, help="rounds (the median is reported)")
+    parser.add_argument(
+        "--whatif",
+        default="",
+        help="also measure the api with a proposed change patched in: upload-overlap"
+        " (see bench/trace.py)",
+    )
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    args.size_mib = args.size_mib or (32 if args.quick else 1024)
+    args.repeat = args.repeat or (1 if args.quick else 3)
+    write_json(args.json, asyncio.run(run(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

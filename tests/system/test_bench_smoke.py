@@ -1,0 +1,72 @@
+"""Each benchmark runs with ``--quick`` and prints its figures (no timing is judged).
+
+The benchmarks are commands (``bench/*.py``, see docs/benchmarks.md); this
+keeps them from rotting. Each runs as a subprocess against the test session's
+RabbitMQ, PostgreSQL and S3 endpoint, on a fresh vhost, database and bucket
+of its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.services import Services
+
+pytestmark = pytest.mark.system
+
+REPO = Path(__file__).resolve().parents[2]
+
+# (script, lines its output must contain, a key of its --json summary)
+BENCHMARKS = [
+    (
+        "queue.py",
+        (
+            "videoq throughput: submit->completed",
+            "celery quorum +confirms",
+            "aio-pika quorum",
+            "targets:",
+        ),
+        "videoq_jobs_per_s",
+    ),
+    ("api_load.py", ("closed loop status", "fixed rate  status", "targets:"), "fixed"),
+    ("upload.py", ("raw multipart", "videoq submit", "targets:"), "videoq_mb_s"),
+    ("scaling.py", ("worker process(es):", "queue depth", "median of 1 round"), "throughput"),
+]
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize(("script", "expected", "key"), BENCHMARKS, ids=[b[0] for b in BENCHMARKS])
+def test_benchmark_runs_quick_and_prints_its_figures(
+    services_ready: Services, tmp_path: Path, script: str, expected: tuple[str, ...], key: str
+) -> None:
+    env = dict(os.environ)
+    env.update(
+        VIDEOQ_TEST_AMQP_URL=services_ready.amqp_url,
+        VIDEOQ_TEST_RABBITMQ_API=services_ready.rabbitmq_api,
+        VIDEOQ_TEST_DATABASE_URL=services_ready.database_url,
+        VIDEOQ_TEST_S3_ENDPOINT=services_ready.s3_endpoint,
+    )
+    figures = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), "--quick", "--json", str(figures)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    if importlib.util.find_spec("celery") is None:  # the bench extra is not installed
+        expected = tuple(line for line in expected if not line.startswith("celery"))
+    for line in expected:
+        assert line in done.stdout, f"{line!r} missing from:\n{done.stdout[-4000:]}"
+    summary = json.loads(figures.read_text())["summary"]
+    assert key in summary, summary
