@@ -182,6 +182,11 @@ def test_frame_luma_is_a_zero_copy_view_of_the_y_plane(clip: Path) -> None:
         np.testing.assert_array_equal(luma, rows[:, :64])
         assert frame.bgr_small(32, 24).shape == (24, 32, 3)
         assert frame.luma_small(32, 24).shape == (24, 32)
+        assert frame.luma_halved(64) is luma
+        assert frame.luma_halved(40).shape == (24, 32)
+        assert frame.luma_halved(20).shape == (12, 16)
+        # the mean survives area halving
+        assert float(frame.luma_halved(20).mean()) == pytest.approx(float(luma.mean()), abs=1)
 
 
 # --- unreadable videos ----------------------------------------------------------
