@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import time
@@ -43,6 +44,7 @@ import httpx
 import psutil
 
 from bench.common import (
+    BenchStack,
     Percentiles,
     bench_services,
     cache_dir,
@@ -258,6 +260,34 @@ async def one_round(s3: str, clip: bytes, args: argparse.Namespace) -> dict[str,
                 f"  {got['latency'].ms()}  errors {got['errors']}",
                 flush=True,
             )
+        if args.whatif:
+            out["whatif"] = await _whatif(bench, url, ids, args)
+    return out
+
+
+async def _whatif(
+    bench: BenchStack, url: str, ids: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Status GETs at the fixed rate against two more api processes on the
+    same stack, both under ``bench.trace``, one with ``--whatif`` patched in,
+    in alternating blocks (plain, patched, plain, ...)."""
+    url = bench.start_api(name="api-plain")  # also under the tracer: the same wrappers
+    os.environ["BENCH_WHATIF"] = args.whatif
+    try:
+        patched_url = bench.start_api(name="api-whatif")
+    finally:
+        os.environ.pop("BENCH_WHATIF", None)
+    lat: dict[str, list[Percentiles]] = {"plain": [], "patched": []}
+    for _ in range(args.blocks):
+        for name, target in (("plain", url), ("patched", patched_url)):
+            got = await fixed_rate(target, "status", ids, args.rate, args.seconds / 2)
+            lat[name].append(got["latency"])
+    out = {name: median_percentiles(runs) for name, runs in lat.items()}
+    print(
+        f"  what-if ({args.whatif}), status at {args.rate:g}/s in {args.blocks} alternating"
+        f" blocks: plain {out['plain'].ms()}\n{'':>30}patched {out['patched'].ms()}",
+        flush=True,
+    )
     return out
 
 
@@ -289,6 +319,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             label = f"{name} @ {args.rate:g}/s" if kind == "fixed" else name
             print(f"  {kind:<6} {label:<22} {rate:7.0f} req/s  {lat.ms()}")
+    if args.whatif:
+        summary["whatif"] = {
+            "patches": args.whatif,
+            **{
+                name: median_percentiles([r["whatif"][name] for r in rounds]).as_dict()
+                for name in ("plain", "patched")
+            },
+        }
+        w = summary["whatif"]
+        print(
+            f"  what-if ({args.whatif}) status @ {args.rate:g}/s: p50/p99 plain"
+            f" {w['plain']['p50'] * 1e3:.1f}/{w['plain']['p99'] * 1e3:.1f} ms,"
+            f" patched {w['patched']['p50'] * 1e3:.1f}/{w['patched']['p99'] * 1e3:.1f} ms"
+        )
     status_p99 = summary["fixed"]["status"]["latency"]["p99"]
     ok = status_p99 < 0.020
     print("\ntargets:")
@@ -324,6 +368,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="fixed-rate requests/s")
     parser.add_argument("--jobs", type=int, default=10, help="completed jobs to read")
     parser.add_argument("--repeat", type=int, help="rounds (the median is reported)")
+    parser.add_argument(
+        "--whatif", default="", help="also measure a patched api: async-deps (bench/trace.py)"
+    )
+    parser.add_argument("--blocks", type=int, default=4, help="alternating what-if blocks")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     args.seconds = args.seconds or (1.0 if args.quick else 10.0)

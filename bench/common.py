@@ -181,33 +181,36 @@ class BenchStack:
     logs: Path
     workers: list[str] = field(default_factory=list)
 
-    def start_api(self, *, trace: Path | None = None) -> str:
-        """Start the api (under ``bench.trace`` when ``trace`` names its output)."""
-        if trace is None:
+    def start_api(self, *, trace: Path | None = None, name: str = "api") -> str:
+        """Start an api process (under ``bench.trace`` when ``trace`` names its
+        output); returns its URL."""
+        if trace is None and name == "api":
             return self.stack.start_api()
         port = free_port()
         self.stack._spawn(
-            "api",
+            name,
             [
                 sys.executable,
                 "-m",
                 "bench.trace",
                 "api",
-                str(trace),
+                str(trace or self.logs / f"{name}.json"),
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(port),
             ],
         )
-        self.stack.url = f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        if name == "api":
+            self.stack.url = url
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if self.stack.procs["api"].poll() is not None:
-                raise RuntimeError(f"api exited: {self.stack.log('api')[-2000:]}")
+            if self.stack.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited: {self.stack.log(name)[-2000:]}")
             try:
-                if httpx.get(f"{self.stack.url}/healthz", timeout=1).status_code == 200:
-                    return self.stack.url
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return url
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)

@@ -125,8 +125,10 @@ def api_plot(data: dict[str, Any], out: Path) -> list[Path]:
         )
         right.plot(levels, [f["requests_per_s"] for _, f in points], "o-", color=color, label=route)
     left.axhline(20, color="tab:red", linewidth=1, linestyle=":", label="20 ms")
+    ticks = sorted({int(name.split("c=")[1]) for name in closed})
     for ax in (left, right):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel("clients (closed loop)")
         ax.legend(fontsize=7)
     left.set_yscale("log")

@@ -54,6 +54,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -61,6 +62,8 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
@@ -234,24 +237,60 @@ async def _process_ids(
     return pids
 
 
-async def videoq_round(
+@dataclass
+class Videoq:
+    """One videoq stack, up and warmed, and what its phases measured."""
+
+    bench: BenchStack
+    db: asyncpg.Connection
+    http: httpx.AsyncClient
+    moto: int | None
+    light: list[tuple[str, float, float]] = field(default_factory=list)
+    heavy: list[list[tuple[str, float, float]]] = field(default_factory=list)
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+
+    async def light_block(self, payload: bytes, count: int, rate: float) -> None:
+        submits = await submit_open(self.http, payload, count, rate)
+        await wait_finished(self.db, [s[0] for s in submits], 120)
+        self.light += submits
+
+    async def heavy_block(self, payload: bytes, count: int, concurrency: int) -> None:
+        meter = CpuMeter(await _process_ids(self.bench, self.db, self.moto))
+        submits = await submit_closed(self.http, payload, count, concurrency)
+        await wait_finished(self.db, [s[0] for s in submits], 60 + count)
+        cpu = meter.per_job(await _process_ids(self.bench, self.db, self.moto), 1)
+        for name, ms in cpu.items():
+            self.cpu_ms[name] = self.cpu_ms.get(name, 0.0) + ms
+        self.heavy.append(submits)
+
+    async def figures(self) -> dict[str, Any]:
+        blocks = [await phase_figures(self.db, block) for block in self.heavy]
+        heavy = await phase_figures(self.db, [s for block in self.heavy for s in block])
+        jobs = sum(b["jobs"] for b in blocks)
+        heavy["seconds"] = sum(b["seconds"] for b in blocks)
+        heavy["jobs_per_s"] = jobs / heavy["seconds"]
+        heavy["submits_per_s"] = jobs / sum(b["jobs"] / b["submits_per_s"] for b in blocks)
+        heavy["cpu_ms_per_job"] = {k: v / jobs for k, v in self.cpu_ms.items()}
+        return {"light": await phase_figures(self.db, self.light), "throughput": heavy}
+
+
+@contextlib.asynccontextmanager
+async def videoq_stack(
     s3: str,
     payload: bytes,
     args: argparse.Namespace,
     *,
-    first: bool,
-    moto: int | None = None,
+    trace: Path | None,
+    moto: int | None,
     whatif: str = "",
-) -> dict[str, Any]:
-    profile = args.profile if first else None
+) -> AsyncIterator[Videoq]:
+    """A fresh stack (api, workers, janitor) on a fresh vhost, database and
+    bucket, warmed up; under ``bench.trace`` when ``trace`` names a folder."""
     async with fresh_stack(s3) as bench:
-        trace = args.trace if first else None
+        if trace is None and args.whatif:
+            trace = bench.logs  # the what-if pair: both stacks under the tracer
         if trace:
             trace.mkdir(parents=True, exist_ok=True)
-        elif args.whatif:
-            # The patches live in the tracer: with --whatif both variants run
-            # under it (its figures go to the logs folder), only one patched.
-            trace = bench.logs
         os.environ["BENCH_WHATIF"] = whatif  # read by bench.trace in the service processes
         try:
             url = bench.start_api(trace=trace / "api.json" if trace else None)
@@ -272,25 +311,54 @@ async def videoq_round(
             async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
                 warm = await submit_closed(http, payload, args.warmup, min(4, args.concurrency))
                 await wait_finished(db, [w[0] for w in warm], 60)
-
-                light = await submit_open(http, payload, args.light_jobs, args.light_rate)
-                await wait_finished(db, [s[0] for s in light], 120)
-                light_figures = await phase_figures(db, light)
-
-                spies = _start_profile(bench, profile) if profile else []
-                meter = CpuMeter(await _process_ids(bench, db, moto))
-                submits = await submit_closed(http, payload, args.jobs, args.concurrency)
-                await wait_finished(db, [s[0] for s in submits], 60 + args.jobs)
-                cpu = meter.per_job(await _process_ids(bench, db, moto), len(submits))
-                for spy in spies:
-                    spy.send_signal(signal.SIGINT)
-                for spy in spies:
-                    spy.wait(timeout=60)
-                heavy = await phase_figures(db, submits)
-                heavy["cpu_ms_per_job"] = cpu
+                yield Videoq(bench, db, http, moto)
         finally:
             await db.close()
-    return {"light": light_figures, "throughput": heavy}
+
+
+async def videoq_round(
+    s3: str, payload: bytes, args: argparse.Namespace, *, first: bool, moto: int | None
+) -> dict[str, Any]:
+    """One stack: the light-load phase, then the throughput phase."""
+    trace = args.trace if first else None
+    async with videoq_stack(s3, payload, args, trace=trace, moto=moto) as vq:
+        await vq.light_block(payload, args.light_jobs, args.light_rate)
+        profile = args.profile if first else None
+        spies = _start_profile(vq.bench, profile) if profile else []
+        await vq.heavy_block(payload, args.jobs, args.concurrency)
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(timeout=60)
+        return await vq.figures()
+
+
+async def videoq_pair_round(
+    s3: str, payload: bytes, args: argparse.Namespace, *, moto: int | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The plain stack and the patched one (``--whatif``), both up at once,
+    both under ``bench.trace``, measured in alternating blocks (plain,
+    patched, plain, ...), so a change in the machine's load hits both alike."""
+    async with (
+        videoq_stack(s3, payload, args, trace=None, moto=moto, whatif="") as plain,
+        videoq_stack(s3, payload, args, trace=None, moto=moto, whatif=args.whatif) as patched,
+    ):
+        # Both under the tracer (only the second patched): same wrappers.
+        for _ in range(args.blocks):
+            for vq in (plain, patched):
+                await vq.light_block(payload, args.light_jobs // args.blocks, args.light_rate)
+        for _ in range(args.blocks):
+            for vq in (plain, patched):
+                await vq.heavy_block(payload, args.jobs // args.blocks, args.concurrency)
+        figures = await plain.figures(), await patched.figures()
+    # The services wrote their step timings as they stopped.
+    for vq, got in zip((plain, patched), figures, strict=True):
+        got["steps"] = {
+            name: json.loads((vq.bench.logs / f"{name}.json").read_text())
+            for name in ("api", "worker")
+            if (vq.bench.logs / f"{name}.json").exists()
+        }
+    return figures
 
 
 def _start_profile(bench: BenchStack, profile: Path) -> list[subprocess.Popen[bytes]]:
@@ -489,21 +557,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for number in range(args.repeat):
             print(f"round {number + 1}/{args.repeat} (load {' '.join(map(str, load_average()))})")
             round_: dict[str, Any] = {"load_average": load_average()}
-            vq = await retrying(
-                "videoq",
-                lambda n=number: videoq_round(s3, payload, args, first=n == 0, moto=moto),
-            )
-            round_["videoq"] = vq
-            _print_videoq("videoq", vq, args)
             if args.whatif:
-                patched = await retrying(
-                    "videoq what-if",
-                    lambda: videoq_round(
-                        s3, payload, args, first=False, moto=moto, whatif=args.whatif
-                    ),
+                vq, patched = await retrying(
+                    "videoq pair", lambda: videoq_pair_round(s3, payload, args, moto=moto)
                 )
-                round_["videoq what-if"] = patched
+                round_["videoq"], round_["videoq what-if"] = vq, patched
+                _print_videoq("videoq", vq, args)
                 _print_videoq("what-if", patched, args)
+            else:
+                vq = await retrying(
+                    "videoq",
+                    lambda n=number: videoq_round(s3, payload, args, first=n == 0, moto=moto),
+                )
+                round_["videoq"] = vq
+                _print_videoq("videoq", vq, args)
             for queue_type, confirm in celery_variants:
                 name = f"celery {queue_type}{' +confirms' if confirm else ''}"
                 got = await retrying(
@@ -695,6 +762,12 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, help="py-spy the api and worker into this folder")
     parser.add_argument(
         "--trace", type=Path, help="time each step of the api and worker (round 1) into this folder"
+    )
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=4,
+        help="with --whatif: alternating blocks per phase (plain, patched, plain, ...)",
     )
     parser.add_argument(
         "--whatif",

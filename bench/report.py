@@ -72,7 +72,29 @@ def queue(name: str, data: dict[str, Any]) -> None:
             print(f"\n{label}: CPU ms per job (throughput phase): {parts}")
     if "whatif" in s:
         print(f"\nwhat-if throughput: {s['whatif']['throughput_x_plain']:.2f}x plain videoq")
+        whatif_steps(data)
     print()
+
+
+def whatif_steps(data: dict[str, Any]) -> None:
+    """Per-step medians of the plain and the patched stack (round 1)."""
+    first = data["rounds"][0]
+    plain, patched = first["videoq"].get("steps"), first["videoq what-if"].get("steps")
+    if not plain or not patched:
+        return
+    for service in ("api", "worker"):
+        a, b = plain.get(service, {}), patched.get(service, {})
+        print(f"\n{service}, round 1: ms per job, plain → patched\n")
+        print("| step | plain ms/job | patched ms/job |")
+        print("|---|---|---|")
+        jobs_a = (a.get("db.create") or a.get("db.claim") or {"count": 1})["count"]
+        jobs_b = (b.get("db.create") or b.get("db.claim") or {"count": 1})["count"]
+        for label in sorted(
+            set(a) | set(b), key=lambda k: -a.get(k, b.get(k, {"total": 0}))["total"]
+        ):
+            x = a[label]["total"] / jobs_a * 1e3 if label in a else 0.0
+            y = b[label]["total"] / jobs_b * 1e3 if label in b else 0.0
+            print(f"| {label} | {x:.2f} | {y:.2f} |")
 
 
 def steps(data: dict[str, Any]) -> None:
