@@ -13,24 +13,28 @@ from shared.settings import Settings
 
 __all__ = ["Backend", "Caller", "Config", "MetricsDep", "Pipelines"]
 
+# Every dependency is ``async def``: FastAPI runs a plain ``def`` one in its
+# threadpool, a thread hop per dependency per request (bench/queue.py measured
+# five per submit); these do no I/O, so they can run on the loop.
 
-def _backends(request: Request) -> Backends:
+
+async def _backends(request: Request) -> Backends:
     return request.app.state.backends  # type: ignore[no-any-return]
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
 
 
-def _pipelines(request: Request) -> list[str]:
+async def _pipelines(request: Request) -> list[str]:
     return request.app.state.pipelines  # type: ignore[no-any-return]
 
 
-def _caller(
+async def _caller(
     request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> str:
     keys: ApiKeys = request.app.state.api_keys
