@@ -23,18 +23,9 @@ from shared.repository import connect_repository
 from tests.support.proxy import TcpProxy
 from tests.support.services import queue_depth
 from tests.support.stack import Stack, _env
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.system
-
-
-def wait_until(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def rows(settings) -> list[dict]:

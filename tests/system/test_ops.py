@@ -25,6 +25,7 @@ from services.api.auth import hash_key
 from services.cli.client import Client
 from tests.support.stack import Stack
 from tests.support.videos import truncate
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.system
 
@@ -35,16 +36,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_until(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def scrape(url: str) -> Samples:
