@@ -4,7 +4,7 @@
 
 Reads whichever ``--json`` outputs exist in the folder: ``queue.json``,
 ``queue-whatif.json``, ``queue-concurrency4.json``, ``queue-diagnose.json``,
-``api_load.json``, ``upload.json``, ``scaling.json``.
+``api_load.json``, ``api_load-async-deps.json``, ``upload.json``, ``scaling.json``.
 """
 
 from __future__ import annotations
@@ -190,9 +190,16 @@ def main() -> int:
         if data is not None:
             queue(name, data)
             steps(data)
-    for name, show in (("api_load", api_load), ("upload", upload), ("scaling", scaling)):
+    for name, show in (
+        ("api_load", api_load),
+        ("api_load-async-deps", api_load),
+        ("upload", upload),
+        ("scaling", scaling),
+    ):
         data = _load(args.results, name)
         if data is not None:
+            if name != "api_load":
+                print(f"({name})")
             show(data)
     return 0
 
