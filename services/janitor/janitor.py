@@ -71,15 +71,21 @@ class Janitor:
             )
 
         requeued, failed = await self._repo.sweep_expired(
-            max_attempts=self._settings.max_attempts,
-            limit=_BATCH,
-            requeue=requeue,
-            dead_letter=dead_letter,
+            max_attempts=self._settings.max_attempts, limit=_BATCH, dead_letter=dead_letter
         )
         for job in requeued:
             log.warning(
                 "janitor.requeued", extra={"job_id": str(job.job_id), "attempt": job.attempts}
             )
+            try:
+                await requeue(job)
+                await self._repo.mark_published(job.job_id)
+            except DependencyUnavailable as exc:
+                # The row is committed pending and unpublished: the outbox
+                # sweep below (or the next one) publishes it.
+                log.warning(
+                    "janitor.publish_deferred", extra={"job_id": str(job.job_id), "error": str(exc)}
+                )
         for job in failed:
             log.error("janitor.failed", extra={"job_id": str(job.job_id), "attempt": job.attempts})
             self._metrics.jobs_failed.labels(job.pipeline).inc()

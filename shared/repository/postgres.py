@@ -356,14 +356,19 @@ class PostgresJobRepository:
         *,
         max_attempts: int,
         limit: int,
-        requeue: Callable[[Job], Awaitable[None]],
         dead_letter: Callable[[Job], Awaitable[None]],
     ) -> tuple[list[Job], list[Job]]:
         """Running jobs whose lease expired: back to pending, or failed when
-        their attempts are used up. ``requeue``/``dead_letter`` publish each
-        one while its row is locked (``FOR UPDATE SKIP LOCKED``), so two
-        janitors never handle the same job; if a publish raises, the whole
-        sweep rolls back and the next one tries again.
+        their attempts are used up. Rows are locked ``FOR UPDATE SKIP LOCKED``,
+        so two janitors never handle the same job.
+
+        Requeued jobs come back pending and unpublished, *committed*: the
+        caller publishes them afterwards (and ``mark_published``), or the
+        outbox sweep does if that publish fails. Publishing inside this
+        transaction would let a worker receive the message while the row
+        still reads ``running`` to it, drop it as a duplicate and strand the
+        job. ``dead_letter`` runs inside the transaction (no consumer races
+        it), so a failed dead-letter publish rolls the whole sweep back.
 
         Returns (requeued, failed).
         """
@@ -385,10 +390,6 @@ class PostgresJobRepository:
                     error="Worker lease expired; job requeued",
                 )
                 if job is not None:
-                    await requeue(job)
-                    await conn.execute(
-                        "UPDATE jobs SET published_at = now() WHERE job_id = $1", job_id
-                    )
                     requeued.append(job)
                     continue
                 job = await self.transition(

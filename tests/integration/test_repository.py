@@ -6,7 +6,7 @@ import uuid
 import asyncpg
 import pytest
 
-from shared.jobs import JobStatus, Transition
+from shared.jobs import JobStatus
 from shared.repository import PostgresJobRepository, connect_repository, load_migrations
 
 pytestmark = pytest.mark.integration
@@ -132,35 +132,33 @@ async def test_expired_leases_are_requeued_or_failed_once_by_concurrent_sweeps(r
     jobs = [await new_job(repo) for _ in range(6)]
     for job in jobs:
         await repo.claim(job.job_id, owner="dead-worker", lease_seconds=0.01)
-    # the last two have used up their attempts
+    # the last two have used up their two attempts
     for job in jobs[4:]:
-        await repo.transition(Transition.RELEASE, job.job_id, owner="dead-worker")
-        for _ in range(3):
-            await repo.claim(job.job_id, owner="dead-worker", lease_seconds=0.01)
-            await repo.transition(Transition.RELEASE, job.job_id, owner="dead-worker")
+        await repo.retry(job.job_id, owner="dead-worker", error="transient")
         await repo.claim(job.job_id, owner="dead-worker", lease_seconds=0.01)
     await asyncio.sleep(0.05)
-    published: list[uuid.UUID] = []
     parked: list[uuid.UUID] = []
 
-    async def requeue(job):
-        await asyncio.sleep(0.01)  # hold the row lock a moment
-        published.append(job.job_id)
-
     async def dead(job):
+        await asyncio.sleep(0.01)  # hold the row locks a moment
         parked.append(job.job_id)
 
-    await asyncio.gather(
-        *(
-            repo.sweep_expired(max_attempts=1, limit=100, requeue=requeue, dead_letter=dead)
-            for _ in range(3)
-        )
+    results = await asyncio.gather(
+        *(repo.sweep_expired(max_attempts=2, limit=100, dead_letter=dead) for _ in range(3))
     )
-    assert sorted(published + parked) == sorted(j.job_id for j in jobs)
-    assert len(set(published)) == len(published)
+    requeued = [job.job_id for r, _ in results for job in r]
+    failed = [job.job_id for _, f in results for job in f]
+    assert sorted(requeued + failed) == sorted(j.job_id for j in jobs)
+    assert len(set(requeued)) == len(requeued) == 4
+    assert sorted(failed) == sorted(parked) == sorted(j.job_id for j in jobs[4:])
+    # Requeued rows are committed pending and unpublished: the caller (or the
+    # outbox) publishes them, never while the row still reads running.
+    for job_id in requeued:
+        job = await repo.get(job_id)
+        assert (job.status, job.published_at) == (JobStatus.PENDING, None)
 
 
-async def test_a_failed_publish_rolls_the_sweep_back(repo):
+async def test_a_failed_dead_letter_publish_rolls_the_sweep_back(repo):
     job = await new_job(repo)
     await repo.claim(job.job_id, owner="gone", lease_seconds=0.01)
     await asyncio.sleep(0.05)
@@ -169,7 +167,7 @@ async def test_a_failed_publish_rolls_the_sweep_back(repo):
         raise RuntimeError("broker down")
 
     with pytest.raises(RuntimeError):
-        await repo.sweep_expired(max_attempts=5, limit=10, requeue=broken, dead_letter=broken)
+        await repo.sweep_expired(max_attempts=1, limit=10, dead_letter=broken)
     assert (await repo.get(job.job_id)).status is JobStatus.RUNNING
 
 
