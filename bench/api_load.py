@@ -369,7 +369,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=10, help="completed jobs to read")
     parser.add_argument("--repeat", type=int, help="rounds (the median is reported)")
     parser.add_argument(
-        "--whatif", default="", help="also measure a patched api: async-deps (bench/trace.py)"
+        "--whatif",
+        default="",
+        help="also measure an api with these what-ifs patched in (bench/trace.py)",
     )
     parser.add_argument("--blocks", type=int, default=4, help="alternating what-if blocks")
     parser.add_argument("--json", type=Path, help="write the figures here")

@@ -38,7 +38,7 @@ with py-spy during the first round's throughput phase and prints a summary
 (``bench/hotspots.py``); ``--trace DIR`` runs them under ``bench/trace.py``
 and prints the wall-clock time of each step per job; ``--whatif PATCHES``
 runs, in each round, a second videoq with proposed optimisations patched in
-at start-up (``async-deps``, ``keep-consuming``; see ``bench/trace.py``), so
+at start-up (see ``bench/trace.py``), so
 their effect is measured in the same run, before anyone changes the code.
 """
 
@@ -772,7 +772,7 @@ def main() -> int:
     parser.add_argument(
         "--whatif",
         default="",
-        help="proposed optimisations to patch into the services: async-deps,keep-consuming"
+        help="proposed optimisations to patch into the services, comma-separated"
         " (see bench/trace.py)",
     )
     parser.add_argument("--json", type=Path, help="write the figures here")

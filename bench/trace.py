@@ -1,7 +1,7 @@
 """Run ``videoq-api`` or ``videoq-worker`` with each step of a job timed,
 and optionally with a proposed optimisation patched in (a "what if").
 
-    [BENCH_WHATIF=async-deps,keep-consuming] python -m bench.trace api|worker OUT.json [service arguments...]
+    [BENCH_WHATIF=upload-overlap] python -m bench.trace api|worker OUT.json [service arguments...]
 
 The service runs unchanged; the adapters' methods it calls (repository,
 broker, store, pipeline) and the request/delivery around them are wrapped
@@ -15,16 +15,13 @@ service's own, not the tracer's.
 ``BENCH_WHATIF`` (comma-separated) patches the service at start-up, to
 measure a proposed change before anyone makes it in the code:
 
-- ``async-deps``: the api's FastAPI dependencies (``services/api/deps.py``)
-  as ``async def`` instead of ``def``, so FastAPI calls them on the event loop
-  instead of sending each one to the threadpool (5 thread hops per submit);
-- ``keep-consuming``: the worker keeps its consumer while its slots are busy
-  (``Worker._pause`` only on shutdown), so the next delivery waits in the
-  worker, unacked and unclaimed, instead of a basic.cancel, basic.qos and
-  basic.consume round trip per job;
 - ``upload-overlap``: the store adapter's multipart upload sends part N in
   the background while the api receives part N+1 (one part in flight, one
   8 MiB buffer more), instead of not reading the request while a part uploads.
+
+Two earlier what-ifs landed in the code after they were measured here and
+are gone from this list: ``async-deps`` (commit 5da7ab8) and
+``keep-consuming`` (the worker keeps its consumer while busy).
 """
 
 from __future__ import annotations
@@ -126,40 +123,6 @@ def _common() -> None:
     )
 
 
-def _whatif_async_deps() -> None:
-    from fastapi import params
-
-    from services.api import deps
-
-    for alias in (deps.Backend, deps.Config, deps.MetricsDep, deps.Pipelines, deps.Caller):
-        depends = next(m for m in alias.__metadata__ if isinstance(m, params.Depends))
-        sync = depends.dependency
-        assert sync is not None
-        if inspect.iscoroutinefunction(sync):
-            continue  # already async in the code (commit 5da7ab8): nothing to patch
-
-        def make(sync: Callable[..., Any]) -> Callable[..., Any]:
-            @functools.wraps(sync)
-            async def run(*args: Any, **kwargs: Any) -> Any:
-                return sync(*args, **kwargs)
-
-            return run
-
-        object.__setattr__(depends, "dependency", make(sync))
-
-
-def _whatif_keep_consuming() -> None:
-    from services.worker import worker
-
-    pause = worker.Worker._pause
-
-    async def pause_on_shutdown_only(self: Any) -> None:
-        if self._stopping:
-            await pause(self)
-
-    worker.Worker._pause = pause_on_shutdown_only  # type: ignore[method-assign]
-
-
 def _whatif_upload_overlap() -> None:
     import asyncio
 
@@ -206,8 +169,6 @@ def _whatif_upload_overlap() -> None:
 
 
 WHATIFS = {
-    "async-deps": _whatif_async_deps,
-    "keep-consuming": _whatif_keep_consuming,
     "upload-overlap": _whatif_upload_overlap,
 }
 

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
     #: Jobs one worker process runs at once.
     worker_concurrency: int = Field(default=1, ge=1)
+    #: A delivery that has waited this long in a busy worker for a free slot
+    #: is handed back to the queue, and the worker stops consuming until a
+    #: slot frees (short jobs never wait this long; long ones should not hold
+    #: the next job while another worker is idle).
+    worker_handoff_seconds: float = Field(default=2.0, gt=0)
     #: Progress is written at most this often (coarse, never per frame).
     progress_interval_seconds: float = Field(default=2.0, gt=0)
 

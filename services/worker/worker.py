@@ -3,9 +3,16 @@
 Acknowledgement scheme: the delivery is acked as soon as the claim is
 committed. From then on the job row holds the work, so a long job never
 meets the broker's consumer_timeout, and a crashed worker's job waits in
-``running`` until its lease expires and the janitor requeues it. Because an
-early ack lets the broker deliver the next message, the worker bounds its
-own concurrency: when every slot is busy it stops consuming until one frees.
+``running`` until its lease expires and the janitor requeues it.
+
+Because an early ack frees the prefetch slot, the broker delivers the next
+message while a job runs; with ``prefetch = concurrency`` at most that many
+wait inside the worker, unacked and unclaimed (another worker gets them if
+this one dies). The worker keeps consuming: for short jobs the next delivery
+is already in hand when a slot frees, with no consumer round trips per job.
+A delivery that waits longer than ``worker_handoff_seconds`` (the jobs in
+hand are long) is handed back, and the worker stops consuming until a slot
+frees, so an idle worker elsewhere takes it.
 """
 
 from __future__ import annotations
@@ -168,10 +175,16 @@ class Worker:
         except InvalidPayload as exc:
             await self._park(delivery, reason=f"invalid payload: {exc}", job_id=delivery.message_id)
             return
-        async with self._slots:
-            if self._stopping:
-                await delivery.requeue()  # another worker takes it
-                return
+        if not await self._wait_for_slot():
+            # Handed back: the jobs in hand are long, or the worker is stopping.
+            await self._pause()
+            await delivery.requeue()
+            if not self._stopping:
+                log.info("message.handed_back", extra={"job_id": str(job_id)})
+                if not self._slots.locked():  # a slot freed while pausing
+                    await self._resume()
+            return
+        try:
             try:
                 job = await self._repo.claim(
                     job_id, owner=self.worker_id, lease_seconds=self._settings.lease_seconds
@@ -190,16 +203,30 @@ class Worker:
             self._running[job_id] = running
             self._idle.clear()
             try:
-                if self._slots.locked():
-                    await self._pause()
                 await delivery.ack()
                 await self._run(running)
             finally:
                 del self._running[job_id]
                 if not self._running:
                     self._idle.set()
-        if not self._stopping:
+        finally:
+            self._slots.release()
+        if not self._consuming and not self._stopping:
             await self._resume()
+
+    async def _wait_for_slot(self) -> bool:
+        """Take a job slot; ``False`` if the worker is stopping, or if none
+        freed within ``worker_handoff_seconds``."""
+        if self._stopping:
+            return False
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._settings.worker_handoff_seconds)
+        except TimeoutError:
+            return False
+        if self._stopping:
+            self._slots.release()
+            return False
+        return True
 
     async def _park(self, delivery: Delivery, *, reason: str, job_id: str | None) -> None:
         log.error("message.dead_lettered", extra={"reason": reason, "job_id": job_id})
