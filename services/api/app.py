@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from services.api.auth import ApiKeys
 from services.api.deps import Backend, MetricsDep
 from services.api.errors import install_error_handlers
+from services.api.observe import ObserveMiddleware
 from services.api.routes import router
 from shared.backends import Backends, open_backends
 from shared.metrics import CONTENT_TYPE, Metrics
@@ -57,18 +57,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        # The matched route's template (low cardinality), set by the router.
-        route = getattr(request.scope.get("route"), "path", None) or "unmatched"
-        app.state.metrics.http_latency.labels(
-            request.method, route, str(response.status_code)
-        ).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

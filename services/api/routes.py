@@ -21,6 +21,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from services.api.deps import Backend, Caller, Config, MetricsDep, Pipelines
 from services.api.models import (
@@ -31,6 +32,7 @@ from services.api.models import (
     SubmitResponse,
 )
 from services.api.upload import ReceivedUpload, receive_upload
+from shared.backends import Backends
 from shared.errors import (
     DependencyUnavailable,
     InvalidParameter,
@@ -248,11 +250,23 @@ async def submit(
     )
     try:
         await backends.broker.publish_job(job_id)
-        await backends.repo.mark_published(job_id)
     except DependencyUnavailable as exc:
         # The row is pending and unpublished: the janitor's outbox publishes it.
         log.warning("job.publish_deferred", extra={"job_id": str(job_id), "error": str(exc)})
-    return _accepted(request, job_id, status_code=202)
+        return _accepted(request, job_id, status_code=202)
+    response = _accepted(request, job_id, status_code=202)
+    # Outbox bookkeeping the client does not wait for: after the 202.
+    response.background = BackgroundTask(_mark_published, backends, job_id)
+    return response
+
+
+async def _mark_published(backends: Backends, job_id: UUID) -> None:
+    """Tell the outbox the job's message is confirmed. If the database is
+    away, the janitor publishes the job once more later (a harmless duplicate)."""
+    try:
+        await backends.repo.mark_published(job_id)
+    except DependencyUnavailable as exc:
+        log.warning("job.mark_published_failed", extra={"job_id": str(job_id), "error": str(exc)})
 
 
 JobId = Annotated[UUID, Path(description="The job id returned by submit")]

@@ -54,6 +54,11 @@ async def test_submit_stores_the_file_creates_the_row_and_publishes(
     rows, keys = await leftovers(settings, services_ready)
     assert (rows, keys) == (1, [f"inputs/{job_id}.mp4"])
     assert await queue_depth(settings.amqp_url.get_secret_value(), "videoq.jobs.process") == 1
+    # The outbox knows it went out (marked after the 202): no janitor republish.
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    published_at = await conn.fetchval("SELECT published_at FROM jobs")
+    await conn.close()
+    assert published_at is not None
 
 
 @pytest.mark.parametrize(

@@ -84,3 +84,13 @@ async def test_an_unreachable_endpoint_is_a_dependency_error():
 def test_folder_keys_cannot_escape_the_folder(tmp_path: Path):
     with pytest.raises(ValueError):
         FileStore(tmp_path)._path("../etc/passwd")
+
+
+@pytest.mark.parametrize("size", [0, 1024 * 1024, 1024 * 1024 + 1, 9 * 1024 * 1024])
+async def test_upload_file_round_trips_small_and_multipart_files(store, tmp_path, size):
+    source = tmp_path / "in.bin"
+    source.write_bytes(os.urandom(size))
+    assert await store.upload_file("results/x.bin", source, content_type="application/json") == size
+    back = tmp_path / "out.bin"
+    assert await store.download_file("results/x.bin", back) == size
+    assert back.read_bytes() == source.read_bytes()
