@@ -117,6 +117,8 @@ class Job:
     lease_expires_at: datetime | None = None
     published_at: datetime | None = None
     input_bytes: int | None = None
+    #: Size of the results document (set with ``completed``).
+    output_bytes: int | None = None
     #: The API client that submitted the job; no other client sees it.
     client_id: str = "anonymous"
     idempotency_key: str | None = None

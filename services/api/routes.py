@@ -327,7 +327,9 @@ async def results(
         return JSONResponse(document)
     # The whole document streams from the store: memory stays flat.
     prefix = json.dumps(own, separators=(",", ":")).encode()[:-1] + b","
-    size = await backends.store.size(job.output_path)
+    size = job.output_bytes
+    if size is None:  # completed before the size was kept in the row
+        size = await backends.store.size(job.output_path)
     return StreamingResponse(
         _with_job_fields(prefix, backends.store.iter_bytes(job.output_path)),
         media_type="application/json",

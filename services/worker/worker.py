@@ -263,8 +263,10 @@ class Worker:
         outcome = "completed"
         try:
             with tempfile.TemporaryDirectory(prefix="videoq-") as tmp:
-                output = await self._process(running, Path(tmp))
-            done = await self._repo.complete(job.job_id, owner=self.worker_id, output_path=output)
+                output, size = await self._process(running, Path(tmp))
+            done = await self._repo.complete(
+                job.job_id, owner=self.worker_id, output_path=output, output_bytes=size
+            )
             if done is None:
                 outcome = "lost"
                 log.warning("job.lease_lost", extra=extra)
@@ -296,7 +298,7 @@ class Worker:
                 time.monotonic() - started
             )
 
-    async def _process(self, running: _RunningJob, tmp: Path) -> str:
+    async def _process(self, running: _RunningJob, tmp: Path) -> tuple[str, int]:
         job = running.job
         source = tmp / "input.mp4"
         await self._store.download_file(job.input_path or input_key(job.job_id), source)
@@ -332,8 +334,8 @@ class Worker:
         frames = getattr(summary, "frames_sampled", 0)
         self._metrics.frames_processed.labels(job.pipeline).inc(frames)
         key = results_key(job.job_id)
-        await self._store.upload_file(key, target, content_type="application/json")
-        return key
+        size = await self._store.upload_file(key, target, content_type="application/json")
+        return key, size
 
     async def _heartbeat(self, running: _RunningJob) -> None:
         """Keep the lease alive and write coarse progress; stop the job if the

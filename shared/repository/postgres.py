@@ -51,6 +51,7 @@ _SETS: dict[Transition, tuple[str, ...]] = {
     ),
     Transition.COMPLETE: (
         "output_path = $output_path",
+        "output_bytes = $output_bytes",
         "progress = 1",
         "error_message = NULL",
         "lease_owner = NULL",
@@ -90,6 +91,7 @@ _SETS: dict[Transition, tuple[str, ...]] = {
         "progress = 0",
         "error_message = NULL",
         "output_path = NULL",
+        "output_bytes = NULL",
         "published_at = NULL",
     ),
 }
@@ -133,6 +135,7 @@ def _row_to_job(row: asyncpg.Record) -> Job:
         lease_expires_at=row["lease_expires_at"],
         published_at=row["published_at"],
         input_bytes=row["input_bytes"],
+        output_bytes=row["output_bytes"],
         client_id=row["client_id"],
         idempotency_key=row["idempotency_key"],
         request_hash=row["request_hash"],
@@ -334,9 +337,15 @@ class PostgresJobRepository:
         )
         return None if row is None else _row_to_job(row)
 
-    async def complete(self, job_id: UUID, *, owner: str, output_path: str) -> Job | None:
+    async def complete(
+        self, job_id: UUID, *, owner: str, output_path: str, output_bytes: int | None = None
+    ) -> Job | None:
         return await self.transition(
-            Transition.COMPLETE, job_id, owner=owner, output_path=output_path
+            Transition.COMPLETE,
+            job_id,
+            owner=owner,
+            output_path=output_path,
+            output_bytes=output_bytes,
         )
 
     async def fail(self, job_id: UUID, *, owner: str, error: str) -> Job | None:

@@ -91,8 +91,11 @@ async def test_only_the_lease_owner_completes(repo):
     job = await new_job(repo)
     await repo.claim(job.job_id, owner="a", lease_seconds=30)
     assert await repo.complete(job.job_id, owner="b", output_path="results/x.json") is None
-    done = await repo.complete(job.job_id, owner="a", output_path="results/x.json")
+    done = await repo.complete(
+        job.job_id, owner="a", output_path="results/x.json", output_bytes=2048
+    )
     assert done is not None and done.status is JobStatus.COMPLETED and done.progress == 1.0
+    assert (await repo.get(job.job_id)).output_bytes == 2048
     # completed is final: no second completion, no claim
     assert await repo.complete(job.job_id, owner="a", output_path="results/x.json") is None
     assert await repo.claim(job.job_id, owner="c", lease_seconds=30) is None
