@@ -7,6 +7,7 @@ unconfirmed publish raises instead of vanishing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 from uuid import UUID
@@ -20,6 +21,7 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from aio_pika.connection import make_url
 
 from shared.broker.base import DeadLetter, Handler
 from shared.broker.base import Delivery as Delivery
@@ -77,13 +79,18 @@ class AmqpBroker:
         Raises:
             DependencyUnavailable: RabbitMQ is not reachable.
         """
+        # What aio_pika.connect_robust does, but keeping the connection object
+        # when connecting fails: closed here, it cannot reach its __del__
+        # unclosed (which leaves an un-awaited close() coroutine behind).
+        connection = aio_pika.RobustConnection(
+            make_url(settings.amqp_url.get_secret_value()),
+            client_properties={"connection_name": app_id},
+        )
         try:
-            connection = await aio_pika.connect_robust(
-                settings.amqp_url.get_secret_value(),
-                client_properties={"connection_name": app_id},
-                timeout=10,
-            )
+            await connection.connect(timeout=10)
         except _FAILURES as exc:
+            with contextlib.suppress(*_FAILURES):
+                await connection.close()
             raise DependencyUnavailable("broker", type(exc).__name__) from None
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
