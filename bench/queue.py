@@ -2,7 +2,8 @@
 
     python bench/queue.py [--quick] [--jobs N] [--workers W] [--worker-concurrency K]
                           [--repeat R] [--concurrency C] [--light-jobs M] [--light-rate HZ]
-                          [--profile DIR] [--trace DIR] [--whatif PATCHES] [--json PATH]
+                          [--profile DIR] [--trace DIR] [--whatif PATCHES | --baseline REV]
+                          [--json PATH]
 
 Each round (default 3; the median of each figure is reported), back to back
 on the same RabbitMQ, each on a fresh vhost (and database and bucket):
@@ -40,6 +41,9 @@ and prints the wall-clock time of each step per job; ``--whatif PATCHES``
 runs, in each round, a second videoq with proposed optimisations patched in
 at start-up (see ``bench/trace.py``), so
 their effect is measured in the same run, before anyone changes the code.
+``--baseline REV`` does the same with the code of git revision REV (extracted
+with ``git archive``) as the plain stack and this checkout as the patched
+one: what a series of commits changed, measured side by side.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,15 +287,21 @@ async def videoq_stack(
     trace: Path | None,
     moto: int | None,
     whatif: str = "",
+    source: Path | None = None,
 ) -> AsyncIterator[Videoq]:
     """A fresh stack (api, workers, janitor) on a fresh vhost, database and
-    bucket, warmed up; under ``bench.trace`` when ``trace`` names a folder."""
+    bucket, warmed up; under ``bench.trace`` when ``trace`` names a folder;
+    running the code in ``source`` (a source tree) instead of this checkout's."""
     async with fresh_stack(s3) as bench:
-        if trace is None and args.whatif:
+        if trace is None and (args.whatif or args.baseline):
             trace = bench.logs  # the what-if pair: both stacks under the tracer
         if trace:
             trace.mkdir(parents=True, exist_ok=True)
+        saved = dict(os.environ)
         os.environ["BENCH_WHATIF"] = whatif  # read by bench.trace in the service processes
+        if source is not None:  # the services import shared/, services/, bench/ from there
+            os.environ["PYTHONPATH"] = str(source)
+            bench.stack.cwd = source
         try:
             url = bench.start_api(trace=trace / "api.json" if trace else None)
             bench.start_workers(
@@ -299,9 +309,10 @@ async def videoq_stack(
                 trace=trace / "worker.json" if trace else None,
                 VIDEOQ_WORKER_CONCURRENCY=str(args.worker_concurrency),
             )
+            bench.stack.start_janitor()
         finally:
-            os.environ.pop("BENCH_WHATIF", None)
-        bench.stack.start_janitor()
+            os.environ.clear()
+            os.environ.update(saved)
         await wait_for_consumers(bench.amqp_url, bench.settings.queue_process, args.workers)
         db = await asyncpg.connect(bench.database_url)
         limits = httpx.Limits(
@@ -340,7 +351,7 @@ async def videoq_pair_round(
     both under ``bench.trace``, measured in alternating blocks (plain,
     patched, plain, ...), so a change in the machine's load hits both alike."""
     async with (
-        videoq_stack(s3, payload, args, trace=None, moto=moto, whatif="") as plain,
+        videoq_stack(s3, payload, args, trace=None, moto=moto, source=args.baseline_tree) as plain,
         videoq_stack(s3, payload, args, trace=None, moto=moto, whatif=args.whatif) as patched,
     ):
         # Both under the tracer (only the second patched): same wrappers.
@@ -541,7 +552,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"videoq: {args.jobs} jobs ({PIPELINE} pipeline, {len(payload)} B MP4), {args.workers}"
         f" worker process(es) x {args.worker_concurrency} job(s) at once,"
-        f" {args.concurrency} submits in flight{'; what-if: ' + args.whatif if args.whatif else ''}; light load: {args.light_jobs}"
+        f" {args.concurrency} submits in flight{'; what-if: ' + _pair_label(args) if args.whatif or args.baseline else ''}; light load: {args.light_jobs}"
         f" jobs at {args.light_rate:g}/s; {args.repeat} round(s), medians reported",
         flush=True,
     )
@@ -557,7 +568,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for number in range(args.repeat):
             print(f"round {number + 1}/{args.repeat} (load {' '.join(map(str, load_average()))})")
             round_: dict[str, Any] = {"load_average": load_average()}
-            if args.whatif:
+            if args.whatif or args.baseline:
                 vq, patched = await retrying(
                     "videoq pair", lambda: videoq_pair_round(s3, payload, args, moto=moto)
                 )
@@ -647,6 +658,26 @@ def _print_videoq(name: str, vq: dict[str, Any], args: argparse.Namespace) -> No
     )
 
 
+def _pair_label(args: argparse.Namespace) -> str:
+    if args.baseline:
+        return f"this checkout against {args.baseline} as plain"
+    return str(args.whatif)
+
+
+@contextlib.contextmanager
+def _baseline_tree(rev: str | None) -> Iterator[Path | None]:
+    """The source tree of git revision ``rev`` in a temporary folder."""
+    if not rev:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="videoq-baseline-") as tmp:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", rev], cwd=REPO, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)
+
+
 def summarise(
     args: argparse.Namespace, info: dict[str, Any], rounds: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -657,7 +688,7 @@ def summarise(
     summary.update(baselines={}, ratios={})
     if "videoq what-if" in rounds[0]:
         patched = _videoq_summary("videoq what-if", rounds, args)
-        summary["whatif"] = {"patches": args.whatif, **patched}
+        summary["whatif"] = {"patches": _pair_label(args), **patched}
         speedup = median(
             [
                 r["videoq what-if"]["throughput"]["jobs_per_s"]
@@ -666,7 +697,7 @@ def summarise(
             ]
         )
         summary["whatif"]["throughput_x_plain"] = speedup
-        print(f"    what-if ({args.whatif}): throughput {speedup:.2f}x plain videoq")
+        print(f"    what-if ({_pair_label(args)}): throughput {speedup:.2f}x plain videoq")
     for name in baselines:
         rate = median([r[name]["per_s"] for r in rounds])
         ratio = median([r["videoq"]["throughput"]["jobs_per_s"] / r[name]["per_s"] for r in rounds])
@@ -775,15 +806,22 @@ def main() -> int:
         help="proposed optimisations to patch into the services, comma-separated"
         " (see bench/trace.py)",
     )
+    parser.add_argument(
+        "--baseline",
+        help="a git revision: measure its code as the plain stack beside this checkout's",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
+    if args.whatif and args.baseline:
+        parser.error("--whatif and --baseline are exclusive")
     args.jobs = args.jobs or (20 if args.quick else 2000)
     args.light_jobs = args.light_jobs or (5 if args.quick else 100)
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.warmup = 3 if args.quick else WARMUP
     if args.quick:
         args.light_rate = max(args.light_rate, 10.0)
-    write_json(args.json, asyncio.run(run(args)))
+    with _baseline_tree(args.baseline) as args.baseline_tree:
+        write_json(args.json, asyncio.run(run(args)))
     return 0
 
 

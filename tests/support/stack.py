@@ -48,6 +48,8 @@ class Stack:
         logs.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.url = ""
+        #: Where the processes start (``python -m`` imports from there first).
+        self.cwd: Path | None = None
 
     def _spawn(
         self, name: str, argv: list[str], extra_env: dict[str, str] | None = None
@@ -55,7 +57,9 @@ class Stack:
         env = _env(self.settings)
         env.update(extra_env or {})
         with (self.logs / f"{name}.log").open("ab") as out:  # the child keeps its own copy
-            proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                argv, env=env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT
+            )
         self.procs[name] = proc
         return proc
 
