@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     #: A pending job whose message was published this long ago without being
     #: claimed is published again (the message is probably lost).
     republish_after_seconds: float = Field(default=1800.0, gt=0)
+    #: A submit's ``Idempotency-Key`` is honoured this long after the job was
+    #: created; then the janitor forgets it and the client may use it again.
+    idempotency_ttl_seconds: float = Field(default=86400.0, gt=0)
     #: The quorum queue's delivery limit (crash loops before a claim).
     delivery_limit: int = Field(default=10, ge=1)
     #: How long a worker finishes its job in hand after SIGTERM before handing it back.

@@ -39,6 +39,7 @@ class SweepReport:
     failed: int
     published: int
     events: int
+    keys_expired: int = 0
 
 
 class Janitor:
@@ -105,7 +106,13 @@ class Janitor:
 
         events = await self._repo.sweep_events(limit=_BATCH * 5, publish=self._broker.publish_event)
         self._metrics.events_published.inc(len(events))
-        return SweepReport(len(requeued), len(failed), len(published), len(events))
+
+        expired = await self._repo.forget_idempotency_keys(
+            older_than_seconds=self._settings.idempotency_ttl_seconds, limit=_BATCH * 5
+        )
+        if expired:
+            log.info("janitor.idempotency_keys_expired", extra={"count": expired})
+        return SweepReport(len(requeued), len(failed), len(published), len(events), expired)
 
     async def run(self) -> None:
         """Sweep every ``janitor_interval_seconds`` until ``stop``."""

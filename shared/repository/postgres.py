@@ -447,6 +447,22 @@ class PostgresJobRepository:
                 published.append(job)
         return published
 
+    async def forget_idempotency_keys(self, *, older_than_seconds: float, limit: int) -> int:
+        """Clear the ``Idempotency-Key`` of up to ``limit`` jobs created more
+        than ``older_than_seconds`` ago, so their clients may use the keys
+        again; returns how many were cleared."""
+        status = await self._run(
+            lambda c: c.execute(
+                "UPDATE jobs SET idempotency_key = NULL, request_hash = NULL WHERE job_id IN ("
+                " SELECT job_id FROM jobs WHERE idempotency_key IS NOT NULL"
+                " AND created_at < now() - make_interval(secs => $1)"
+                " LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                older_than_seconds,
+                limit,
+            )
+        )
+        return int(status.split()[-1])
+
     async def sweep_events(
         self, *, limit: int, publish: Callable[[JobEvent], Awaitable[None]]
     ) -> list[JobEvent]:

@@ -198,3 +198,31 @@ async def test_the_outbox_publishes_unconfirmed_jobs_once_across_sweeps(repo):
         )
         == []
     )
+
+
+async def test_an_idempotency_key_is_forgotten_after_its_ttl_and_can_be_used_again(
+    repo, database_url
+):
+    async def submit():
+        job_id = uuid.uuid4()
+        return await repo.create(
+            job_id=job_id,
+            input_path=f"inputs/{job_id}.mp4",
+            pipeline="basic",
+            options={},
+            input_bytes=1,
+            client_id="acme",
+            idempotency_key="order-42",
+            request_hash="h1",
+        )
+
+    first = await submit()
+    assert await submit() is None  # the key is taken
+    assert await repo.forget_idempotency_keys(older_than_seconds=3600, limit=10) == 0
+    conn = await asyncpg.connect(database_url)
+    await conn.execute("UPDATE jobs SET created_at = now() - interval '25 hours'")
+    await conn.close()
+    assert await repo.forget_idempotency_keys(older_than_seconds=86400, limit=10) == 1
+    assert (await repo.get(first.job_id)).idempotency_key is None
+    second = await submit()
+    assert second is not None and second.job_id != first.job_id
