@@ -1,7 +1,8 @@
 """Benchmark: the api under load, status and results GETs.
 
     python bench/api_load.py [--quick] [--seconds S] [--concurrency 1,4,16,64]
-                             [--rate 200] [--repeat R] [--json PATH]
+                             [--rate 200] [--repeat R] [--whatif PATCHES | --baseline REV]
+                             [--json PATH]
 
 On the real stack (``videoq-api`` on RabbitMQ, PostgreSQL and S3, a fresh
 vhost, database and bucket), a worker first completes a few jobs (the
@@ -57,6 +58,7 @@ from bench.common import (
     print_machine,
     retrying,
     s3_endpoint,
+    source_tree,
     wait_for_consumers,
     write_json,
 )
@@ -260,7 +262,7 @@ async def one_round(s3: str, clip: bytes, args: argparse.Namespace) -> dict[str,
                 f"  {got['latency'].ms()}  errors {got['errors']}",
                 flush=True,
             )
-        if args.whatif:
+        if args.whatif or args.baseline:
             out["whatif"] = await _whatif(bench, url, ids, args)
     return out
 
@@ -268,27 +270,66 @@ async def one_round(s3: str, clip: bytes, args: argparse.Namespace) -> dict[str,
 async def _whatif(
     bench: BenchStack, url: str, ids: list[str], args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Status GETs at the fixed rate against two more api processes on the
-    same stack, both under ``bench.trace``, one with ``--whatif`` patched in,
-    in alternating blocks (plain, patched, plain, ...)."""
-    url = bench.start_api(name="api-plain")  # also under the tracer: the same wrappers
+    """Two more api processes on the same stack, both under ``bench.trace``:
+    the plain one (this checkout, or ``--baseline``'s code) and the patched
+    one (``--whatif`` patched in, or this checkout), measured in alternating
+    blocks (plain, patched, plain, ...): status GETs at the fixed rate, and
+    results GETs in a closed loop of 4 clients with the api's CPU per request."""
+    saved, tree = dict(os.environ), args.baseline_tree
+    try:
+        if tree is not None:  # the api imports shared/, services/, bench/ from there
+            os.environ["PYTHONPATH"] = str(tree)
+            bench.stack.cwd = tree
+        url = bench.start_api(name="api-plain")  # also under the tracer: the same wrappers
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        bench.stack.cwd = None
     os.environ["BENCH_WHATIF"] = args.whatif
     try:
         patched_url = bench.start_api(name="api-whatif")
     finally:
         os.environ.pop("BENCH_WHATIF", None)
+    targets = {"plain": (url, "api-plain"), "patched": (patched_url, "api-whatif")}
     lat: dict[str, list[Percentiles]] = {"plain": [], "patched": []}
+    results: dict[str, list[dict[str, float]]] = {"plain": [], "patched": []}
     for _ in range(args.blocks):
-        for name, target in (("plain", url), ("patched", patched_url)):
+        for name, (target, proc) in targets.items():
             got = await fixed_rate(target, "status", ids, args.rate, args.seconds / 2)
             lat[name].append(got["latency"])
-    out = {name: median_percentiles(runs) for name, runs in lat.items()}
+            api = psutil.Process(bench.pid(proc))
+            cpu = sum(api.cpu_times()[:2])
+            got = await closed_loop(target, "results", ids, 4, args.seconds / 2)
+            requests = got["requests_per_s"] * args.seconds / 2
+            results[name].append(
+                {
+                    "requests_per_s": got["requests_per_s"],
+                    "p99": got["latency"].p99,
+                    "api_cpu_ms_per_request": (sum(api.cpu_times()[:2]) - cpu) / requests * 1e3,
+                }
+            )
+    out: dict[str, Any] = {name: median_percentiles(runs) for name, runs in lat.items()}
+    for name, runs in results.items():
+        out[f"results {name}"] = {k: median([r[k] for r in runs]) for k in runs[0]}
     print(
-        f"  what-if ({args.whatif}), status at {args.rate:g}/s in {args.blocks} alternating"
+        f"  what-if ({_pair_label(args)}), status at {args.rate:g}/s in {args.blocks} alternating"
         f" blocks: plain {out['plain'].ms()}\n{'':>30}patched {out['patched'].ms()}",
         flush=True,
     )
+    for name in targets:
+        r = out[f"results {name}"]
+        print(
+            f"{'':>30}results c=4 {name}: {r['requests_per_s']:.0f} req/s,"
+            f" p99 {r['p99'] * 1e3:.1f} ms, api CPU {r['api_cpu_ms_per_request']:.2f} ms/request",
+            flush=True,
+        )
     return out
+
+
+def _pair_label(args: argparse.Namespace) -> str:
+    if args.baseline:
+        return f"this checkout against {args.baseline} as plain"
+    return str(args.whatif)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -319,17 +360,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             label = f"{name} @ {args.rate:g}/s" if kind == "fixed" else name
             print(f"  {kind:<6} {label:<22} {rate:7.0f} req/s  {lat.ms()}")
-    if args.whatif:
+    if args.whatif or args.baseline:
         summary["whatif"] = {
-            "patches": args.whatif,
+            "patches": _pair_label(args),
             **{
                 name: median_percentiles([r["whatif"][name] for r in rounds]).as_dict()
+                for name in ("plain", "patched")
+            },
+            **{
+                f"results {name}": {
+                    k: median([r["whatif"][f"results {name}"][k] for r in rounds])
+                    for k in rounds[0]["whatif"][f"results {name}"]
+                }
                 for name in ("plain", "patched")
             },
         }
         w = summary["whatif"]
         print(
-            f"  what-if ({args.whatif}) status @ {args.rate:g}/s: p50/p99 plain"
+            f"  what-if ({_pair_label(args)}) status @ {args.rate:g}/s: p50/p99 plain"
             f" {w['plain']['p50'] * 1e3:.1f}/{w['plain']['p99'] * 1e3:.1f} ms,"
             f" patched {w['patched']['p50'] * 1e3:.1f}/{w['patched']['p99'] * 1e3:.1f} ms"
         )
@@ -373,6 +421,10 @@ def main() -> int:
         default="",
         help="also measure an api with these what-ifs patched in (bench/trace.py)",
     )
+    parser.add_argument(
+        "--baseline",
+        help="a git revision: also measure an api running its code beside this checkout's",
+    )
     parser.add_argument("--blocks", type=int, default=4, help="alternating what-if blocks")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -383,7 +435,10 @@ def main() -> int:
     if args.quick:
         args.jobs = min(args.jobs, 3)
         args.rate = min(args.rate, 50.0)
-    write_json(args.json, asyncio.run(run(args)))
+    if args.whatif and args.baseline:
+        parser.error("--whatif and --baseline are exclusive")
+    with source_tree(args.baseline) as args.baseline_tree:
+        write_json(args.json, asyncio.run(run(args)))
     return 0
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "percentiles",
     "print_machine",
     "s3_endpoint",
+    "source_tree",
     "write_json",
 ]
 
@@ -493,3 +494,17 @@ def cache_dir() -> Path:
     path = Path(tempfile.gettempdir()) / "videoq-bench"
     path.mkdir(exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def source_tree(rev: str | None) -> Iterator[Path | None]:
+    """The source tree of git revision ``rev`` in a temporary folder."""
+    if not rev:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="videoq-baseline-") as tmp:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", rev], cwd=REPO, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)

@@ -66,7 +66,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,7 @@ from bench.common import (
     print_machine,
     retrying,
     s3_endpoint,
+    source_tree,
     tiny_mp4,
     wait_for_consumers,
     write_json,
@@ -664,20 +665,6 @@ def _pair_label(args: argparse.Namespace) -> str:
     return str(args.whatif)
 
 
-@contextlib.contextmanager
-def _baseline_tree(rev: str | None) -> Iterator[Path | None]:
-    """The source tree of git revision ``rev`` in a temporary folder."""
-    if not rev:
-        yield None
-        return
-    with tempfile.TemporaryDirectory(prefix="videoq-baseline-") as tmp:
-        archive = subprocess.run(
-            ["git", "archive", "--format=tar", rev], cwd=REPO, check=True, capture_output=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        yield Path(tmp)
-
-
 def summarise(
     args: argparse.Namespace, info: dict[str, Any], rounds: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -820,7 +807,7 @@ def main() -> int:
     args.warmup = 3 if args.quick else WARMUP
     if args.quick:
         args.light_rate = max(args.light_rate, 10.0)
-    with _baseline_tree(args.baseline) as args.baseline_tree:
+    with source_tree(args.baseline) as args.baseline_tree:
         write_json(args.json, asyncio.run(run(args)))
     return 0
 
