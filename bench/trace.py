@@ -17,7 +17,10 @@ measure a proposed change before anyone makes it in the code:
 
 - ``upload-overlap``: the store adapter's multipart upload sends part N in
   the background while the api receives part N+1 (one part in flight, one
-  8 MiB buffer more), instead of not reading the request while a part uploads.
+  8 MiB buffer more), instead of not reading the request while a part uploads;
+- ``stock-http``: uvicorn on the stock asyncio loop and h11, the way it ran
+  before uvloop and httptools were dependencies (a what-if in reverse: it
+  measures what they bring).
 
 Two earlier what-ifs landed in the code after they were measured here and
 are gone from this list: ``async-deps`` (commit 5da7ab8) and
@@ -168,8 +171,20 @@ def _whatif_upload_overlap() -> None:
     upload.abort = overlapped_abort  # type: ignore[method-assign]
 
 
+def _whatif_stock_http() -> None:
+    import uvicorn
+
+    run = uvicorn.run
+
+    def stock(*args: Any, **kwargs: Any) -> None:
+        run(*args, **{**kwargs, "loop": "asyncio", "http": "h11"})
+
+    uvicorn.run = stock
+
+
 WHATIFS = {
     "upload-overlap": _whatif_upload_overlap,
+    "stock-http": _whatif_stock_http,
 }
 
 
