@@ -70,3 +70,31 @@ def test_benchmark_runs_quick_and_prints_its_figures(
         assert line in done.stdout, f"{line!r} missing from:\n{done.stdout[-4000:]}"
     summary = json.loads(figures.read_text())["summary"]
     assert key in summary, summary
+
+
+@pytest.mark.timeout(240)
+def test_the_pipeline_benchmark_runs_quick_and_prints_its_figures(tmp_path: Path) -> None:
+    """``bench/pipeline.py`` needs no service; it exits 1 when a speed goal is
+    missed, which this smoke run does not judge (the machine is shared)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "pipeline.py"),
+            "--quick",
+            "--seconds",
+            "2",
+            "--repeat",
+            "1",
+            "--pipelines",
+            "scene",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode in (0, 1), output[-4000:]
+    for line in ("PyAV decode-only", "pipeline scene stride 1", "goals (median over rounds"):
+        assert line in done.stdout, f"{line!r} missing from:\n{done.stdout[-4000:]}"
+    assert "Traceback" not in done.stderr, done.stderr[-4000:]
