@@ -22,6 +22,7 @@ __all__ = [
     "PipelineNotFound",
     "RequestError",
     "ResultsNotReady",
+    "TooManyJobs",
     "TransientError",
     "Unauthorized",
     "UnsupportedFileType",
@@ -123,6 +124,17 @@ class Unauthorized(RequestError):
 
 class JobConflict(RequestError):
     """The request contradicts the job's state or an earlier request."""
+
+
+class TooManyJobs(RequestError):
+    """The client has as many jobs pending or running as it may."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"Too many jobs in flight: at most {limit} pending or running per client;"
+            " retry once some have finished"
+        )
 
 
 class InvalidParameter(RequestError):

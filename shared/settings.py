@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     delivery_limit: int = Field(default=10, ge=1)
     #: How long a worker finishes its job in hand after SIGTERM before handing it back.
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+    #: Jobs one client may have pending or running at once; a submit beyond
+    #: it is answered 429 with Retry-After (0: no limit).
+    max_jobs_in_flight: int = Field(default=0, ge=0)
     #: Jobs one worker process runs at once.
     worker_concurrency: int = Field(default=1, ge=1)
     #: A delivery that has waited this long in a busy worker for a free slot

@@ -16,6 +16,7 @@ from shared.errors import (
     PipelineNotFound,
     RequestError,
     ResultsNotReady,
+    TooManyJobs,
     Unauthorized,
     UnsupportedFileType,
     UploadTooLarge,
@@ -39,6 +40,7 @@ _STATUS: dict[type[VideoqError], int] = {
     UploadTooLarge: 413,
     InvalidParameter: 422,
     PipelineNotFound: 422,
+    TooManyJobs: 429,
 }
 
 
@@ -71,4 +73,6 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"Connection": "close"}
         elif status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
+        elif status == 429:
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)

@@ -40,6 +40,7 @@ from shared.errors import (
     JobNotFound,
     PipelineNotFound,
     ResultsNotReady,
+    TooManyJobs,
 )
 from shared.jobs import TERMINAL, Job, JobStatus, input_key
 from shared.settings import Settings
@@ -67,6 +68,11 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "Upload larger than the limit"},
     415: {"model": ErrorResponse, "description": "Unsupported file type (not MP4)"},
     422: {"model": ErrorResponse, "description": "Bad parameters, or pipeline not found"},
+    429: {
+        "model": ErrorResponse,
+        "description": "The client has VIDEOQ_MAX_JOBS_IN_FLIGHT jobs pending or running;"
+        " retry after Retry-After seconds",
+    },
     503: _503,
 }
 _SUBMIT_BODY = {
@@ -197,6 +203,7 @@ async def submit(
 ) -> JSONResponse:
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
         raise InvalidParameter("Idempotency-Key must be 1 to 64 printable ASCII characters")
+    await _check_in_flight(backends, settings, caller, idempotency_key)
     job_id = uuid.uuid4()
     key = input_key(job_id)
     received = await receive_upload(
@@ -258,6 +265,22 @@ async def submit(
     # Outbox bookkeeping the client does not wait for: after the 202.
     response.background = BackgroundTask(_mark_published, backends, job_id)
     return response
+
+
+async def _check_in_flight(
+    backends: Backends, settings: Settings, caller: str, idempotency_key: str | None
+) -> None:
+    """Refuse the submit before reading the upload when the client is at its
+    limit; a retry of an earlier submit (its key is known) passes, so it can
+    get its job back."""
+    limit = settings.max_jobs_in_flight
+    if not limit or await backends.repo.count_in_flight(caller) < limit:
+        return
+    if idempotency_key is not None and await backends.repo.by_idempotency_key(
+        client_id=caller, key=idempotency_key
+    ):
+        return
+    raise TooManyJobs(limit)
 
 
 async def _mark_published(backends: Backends, job_id: UUID) -> None:

@@ -43,6 +43,8 @@ class JobRepository(Protocol):
 
     async def by_idempotency_key(self, *, client_id: str, key: str) -> Job | None: ...
 
+    async def count_in_flight(self, client_id: str) -> int: ...
+
     async def list_jobs(
         self,
         *,

@@ -219,6 +219,17 @@ class PostgresJobRepository:
         )
         return None if row is None else _row_to_job(row)
 
+    async def count_in_flight(self, client_id: str) -> int:
+        """How many of the client's jobs are pending or running."""
+        count = await self._run(
+            lambda c: c.fetchval(
+                "SELECT count(*) FROM jobs WHERE client_id = $1"
+                " AND status IN ('pending', 'running')",
+                client_id,
+            )
+        )
+        return int(count)
+
     async def by_idempotency_key(self, *, client_id: str, key: str) -> Job | None:
         row = await self._run(
             lambda c: c.fetchrow(

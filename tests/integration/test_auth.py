@@ -99,3 +99,37 @@ def test_a_malformed_key_entry_is_refused_without_echoing_it(settings):
             )
         )
     assert "plain-secret-key" not in str(error.value)
+
+
+async def test_a_client_at_its_in_flight_limit_gets_429_and_others_do_not(settings, sample_mp4):
+    limited = settings.model_copy(
+        update={
+            "auth_disabled": False,
+            "api_keys": SecretStr(",".join(f"{c}:{hash_key(k)}" for c, k in KEYS.items())),
+            "max_jobs_in_flight": 2,
+        }
+    )
+    application = create_app(limited)
+    application.state.backends = await open_backends(limited, app_id="videoq-api")
+    body = {"file": ("a.mp4", sample_mp4.read_bytes(), "video/mp4")}
+    try:
+        async with client_of(application, KEYS["alice"]) as alice:
+            first = (
+                await alice.post("/video/submit", files=body, headers={"Idempotency-Key": "k1"})
+            ).json()["job_id"]
+            await submit(alice, sample_mp4)
+            refused = await alice.post("/video/submit", files=body)
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"] == "5"
+            assert "at most 2 pending or running" in refused.json()["detail"]
+            # A retry of an earlier submit still gets its job back.
+            again = await alice.post("/video/submit", files=body, headers={"Idempotency-Key": "k1"})
+            assert (again.status_code, again.json()["job_id"]) == (200, first)
+            async with client_of(application, KEYS["bob"]) as bob:
+                await submit(bob, sample_mp4)  # another client's jobs do not count
+            # Once one of alice's jobs has ended, she may submit again.
+            assert (await alice.delete(f"/video/jobs/{first}")).status_code == 202
+            assert (await alice.get(f"/video/status/{first}")).json()["status"] == "failed"
+            await submit(alice, sample_mp4)
+    finally:
+        await application.state.backends.close()
