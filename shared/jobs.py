@@ -116,6 +116,8 @@ class Job:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     published_at: datetime | None = None
+    #: When its copy reached the dead-letter queue (failed jobs only).
+    parked_at: datetime | None = None
     input_bytes: int | None = None
     #: Size of the results document (set with ``completed``).
     output_bytes: int | None = None

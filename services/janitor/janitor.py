@@ -40,6 +40,7 @@ class SweepReport:
     published: int
     events: int
     keys_expired: int = 0
+    parked: int = 0
 
 
 class Janitor:
@@ -104,6 +105,13 @@ class Janitor:
             log.info("janitor.published", extra={"job_id": str(job.job_id)})
         self._metrics.outbox_published.inc(len(published))
 
+        parked = await self._repo.sweep_unparked(
+            grace_seconds=self._settings.outbox_grace_seconds, limit=_BATCH, park=dead_letter
+        )
+        for job in parked:
+            log.warning("janitor.parked", extra={"job_id": str(job.job_id)})
+        self._metrics.jobs_dead_lettered.labels(reason="failed").inc(len(parked))
+
         events = await self._repo.sweep_events(limit=_BATCH * 5, publish=self._broker.publish_event)
         self._metrics.events_published.inc(len(events))
 
@@ -112,7 +120,9 @@ class Janitor:
         )
         if expired:
             log.info("janitor.idempotency_keys_expired", extra={"count": expired})
-        return SweepReport(len(requeued), len(failed), len(published), len(events), expired)
+        return SweepReport(
+            len(requeued), len(failed), len(published), len(events), expired, len(parked)
+        )
 
     async def run(self) -> None:
         """Sweep every ``janitor_interval_seconds`` until ``stop``."""

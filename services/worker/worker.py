@@ -416,9 +416,10 @@ class Worker:
                     attempt=job.attempts,
                 )
                 self._metrics.jobs_dead_lettered.labels(reason="failed").inc()
+                await self._repo.mark_parked(job.job_id)
             except DependencyUnavailable as exc:
-                # The row is the source of truth; the parked copy is for operators.
-                log.error("job.dead_letter_failed", extra={**extra, "publish_error": str(exc)})
+                # The row says failed; the janitor parks its copy later.
+                log.warning("job.dead_letter_deferred", extra={**extra, "error": str(exc)})
         return "failed"
 
     async def _publish(self, job_id: UUID, *, attempt: int, tier: str | None) -> None:

@@ -45,6 +45,8 @@ class JobRepository(Protocol):
 
     async def count_in_flight(self, client_id: str) -> int: ...
 
+    async def mark_parked(self, job_id: UUID) -> None: ...
+
     async def list_jobs(
         self,
         *,

@@ -83,6 +83,8 @@ _SETS: dict[Transition, tuple[str, ...]] = {
         "error_message = $error",
         "lease_owner = NULL",
         "lease_expires_at = NULL",
+        # parked in the same transaction (sweep_expired), or rolled back
+        "parked_at = now()",
     ),
     Transition.CANCEL: ("error_message = $error",),
     Transition.REPLAY: (
@@ -93,6 +95,7 @@ _SETS: dict[Transition, tuple[str, ...]] = {
         "output_path = NULL",
         "output_bytes = NULL",
         "published_at = NULL",
+        "parked_at = NULL",
     ),
 }
 
@@ -134,6 +137,7 @@ def _row_to_job(row: asyncpg.Record) -> Job:
         lease_owner=row["lease_owner"],
         lease_expires_at=row["lease_expires_at"],
         published_at=row["published_at"],
+        parked_at=row["parked_at"],
         input_bytes=row["input_bytes"],
         output_bytes=row["output_bytes"],
         client_id=row["client_id"],
@@ -286,6 +290,15 @@ class PostgresJobRepository:
     async def get(self, job_id: UUID) -> Job | None:
         row = await self._run(lambda c: c.fetchrow("SELECT * FROM jobs WHERE job_id = $1", job_id))
         return None if row is None else _row_to_job(row)
+
+    async def mark_parked(self, job_id: UUID) -> None:
+        """Record that a failed job's copy reached the dead-letter queue."""
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE jobs SET parked_at = now() WHERE job_id = $1 AND status = 'failed'",
+                job_id,
+            )
+        )
 
     async def mark_published(self, job_id: UUID) -> bool:
         status = await self._run(
@@ -473,6 +486,33 @@ class PostgresJobRepository:
             )
         )
         return int(status.split()[-1])
+
+    async def sweep_unparked(
+        self, *, grace_seconds: float, limit: int, park: Callable[[Job], Awaitable[None]]
+    ) -> list[Job]:
+        """The dead-letter outbox: failed jobs (not cancelled ones) whose copy
+        never reached the dead-letter queue, failed more than ``grace_seconds``
+        ago, are parked while their rows are locked; a failed publish rolls
+        the sweep back and the next one tries again."""
+        parked: list[Job] = []
+        async with self.transaction() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM jobs WHERE status = 'failed' AND parked_at IS NULL"
+                " AND error_message IS DISTINCT FROM $1"
+                " AND updated_at < now() - make_interval(secs => $2)"
+                " ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+                CANCELLED,
+                grace_seconds,
+                limit,
+            )
+            for row in rows:
+                job = _row_to_job(row)
+                await park(job)
+                await conn.execute(
+                    "UPDATE jobs SET parked_at = now() WHERE job_id = $1", job.job_id
+                )
+                parked.append(job)
+        return parked
 
     async def sweep_events(
         self, *, limit: int, publish: Callable[[JobEvent], Awaitable[None]]

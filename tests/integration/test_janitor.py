@@ -58,3 +58,37 @@ async def test_a_requeued_job_reads_pending_to_whoever_receives_its_message(amqp
     finally:
         await broker.close()
         await repo.close()
+
+
+async def test_a_failed_jobs_owed_dead_letter_copy_is_parked_once_and_cancelled_ones_never(
+    amqp_url, database_url
+):
+    settings = Settings(amqp_url=amqp_url, database_url=database_url, outbox_grace_seconds=0.01)
+    repo = await connect_repository(database_url, migrate=True)
+    broker = await AmqpBroker.connect(settings, app_id="videoq-test")
+    try:
+        owed, cancelled = uuid.uuid4(), uuid.uuid4()
+        for job_id in (owed, cancelled):
+            await repo.create(
+                job_id=job_id,
+                input_path=f"inputs/{job_id}.mp4",
+                pipeline="basic",
+                options={},
+                input_bytes=1,
+            )
+        # The worker failed it but could not publish its copy (broker away).
+        await repo.claim(owed, owner="w", lease_seconds=30)
+        await repo.fail(owed, owner="w", error="Unable to read video file")
+        await repo.cancel(cancelled)
+        await asyncio.sleep(0.05)
+        janitor = Janitor(settings=settings, repo=repo, broker=broker, metrics=Metrics())
+
+        assert (await janitor.sweep()).parked == 1
+        assert (await janitor.sweep()).parked == 0  # once
+        parked = await broker.dead_letters(limit=10)
+        assert [(d.job_id, d.reason) for d in parked] == [(str(owed), "Unable to read video file")]
+        assert (await repo.get(owed)).parked_at is not None
+        assert (await repo.get(cancelled)).parked_at is None
+    finally:
+        await broker.close()
+        await repo.close()
