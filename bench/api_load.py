@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sys
 import time
@@ -54,10 +53,12 @@ from bench.common import (
     machine,
     median,
     median_percentiles,
+    pair_label,
     percentiles,
     print_machine,
     retrying,
     s3_endpoint,
+    services_from,
     source_tree,
     wait_for_consumers,
     write_json,
@@ -275,21 +276,10 @@ async def _whatif(
     one (``--whatif`` patched in, or this checkout), measured in alternating
     blocks (plain, patched, plain, ...): status GETs at the fixed rate, and
     results GETs in a closed loop of 4 clients with the api's CPU per request."""
-    saved, tree = dict(os.environ), args.baseline_tree
-    try:
-        if tree is not None:  # the api imports shared/, services/, bench/ from there
-            os.environ["PYTHONPATH"] = str(tree)
-            bench.stack.cwd = tree
+    with services_from(bench, source=args.baseline_tree):
         url = bench.start_api(name="api-plain")  # also under the tracer: the same wrappers
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        bench.stack.cwd = None
-    os.environ["BENCH_WHATIF"] = args.whatif
-    try:
+    with services_from(bench, whatif=args.whatif):
         patched_url = bench.start_api(name="api-whatif")
-    finally:
-        os.environ.pop("BENCH_WHATIF", None)
     targets = {"plain": (url, "api-plain"), "patched": (patched_url, "api-whatif")}
     lat: dict[str, list[Percentiles]] = {"plain": [], "patched": []}
     results: dict[str, list[dict[str, float]]] = {"plain": [], "patched": []}
@@ -312,7 +302,7 @@ async def _whatif(
     for name, runs in results.items():
         out[f"results {name}"] = {k: median([r[k] for r in runs]) for k in runs[0]}
     print(
-        f"  what-if ({_pair_label(args)}), status at {args.rate:g}/s in {args.blocks} alternating"
+        f"  what-if ({pair_label(args.whatif, args.baseline)}), status at {args.rate:g}/s in {args.blocks} alternating"
         f" blocks: plain {out['plain'].ms()}\n{'':>30}patched {out['patched'].ms()}",
         flush=True,
     )
@@ -324,12 +314,6 @@ async def _whatif(
             flush=True,
         )
     return out
-
-
-def _pair_label(args: argparse.Namespace) -> str:
-    if args.baseline:
-        return f"this checkout against {args.baseline} as plain"
-    return str(args.whatif)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -362,7 +346,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  {kind:<6} {label:<22} {rate:7.0f} req/s  {lat.ms()}")
     if args.whatif or args.baseline:
         summary["whatif"] = {
-            "patches": _pair_label(args),
+            "patches": pair_label(args.whatif, args.baseline),
             **{
                 name: median_percentiles([r["whatif"][name] for r in rounds]).as_dict()
                 for name in ("plain", "patched")
@@ -377,7 +361,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         w = summary["whatif"]
         print(
-            f"  what-if ({_pair_label(args)}) status @ {args.rate:g}/s: p50/p99 plain"
+            f"  what-if ({pair_label(args.whatif, args.baseline)}) status @ {args.rate:g}/s: p50/p99 plain"
             f" {w['plain']['p50'] * 1e3:.1f}/{w['plain']['p99'] * 1e3:.1f} ms,"
             f" patched {w['patched']['p50'] * 1e3:.1f}/{w['patched']['p99'] * 1e3:.1f} ms"
         )

@@ -53,9 +53,11 @@ __all__ = [
     "fresh_stack",
     "machine",
     "median",
+    "pair_label",
     "percentiles",
     "print_machine",
     "s3_endpoint",
+    "services_from",
     "source_tree",
     "write_json",
 ]
@@ -508,3 +510,30 @@ def source_tree(rev: str | None) -> Iterator[Path | None]:
         ).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         yield Path(tmp)
+
+
+@contextlib.contextmanager
+def services_from(
+    bench: BenchStack, *, source: Path | None = None, whatif: str = ""
+) -> Iterator[None]:
+    """Service processes started inside run the code of ``source`` (a tree
+    from ``source_tree``; default: this checkout) with the ``whatif`` patches
+    (read by ``bench.trace`` in the service process)."""
+    saved = dict(os.environ)
+    os.environ["BENCH_WHATIF"] = whatif
+    if source is not None:  # the services import shared/, services/, bench/ from there
+        os.environ["PYTHONPATH"] = str(source)
+        bench.stack.cwd = source
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        bench.stack.cwd = None
+
+
+def pair_label(whatif: str, baseline: str | None) -> str:
+    """What a what-if pair compares, for the printed figures."""
+    if baseline:
+        return f"this checkout against {baseline} as plain"
+    return whatif

@@ -87,10 +87,12 @@ from bench.common import (
     machine,
     median,
     median_percentiles,
+    pair_label,
     percentiles,
     print_machine,
     retrying,
     s3_endpoint,
+    services_from,
     source_tree,
     tiny_mp4,
     wait_for_consumers,
@@ -298,12 +300,7 @@ async def videoq_stack(
             trace = bench.logs  # the what-if pair: both stacks under the tracer
         if trace:
             trace.mkdir(parents=True, exist_ok=True)
-        saved = dict(os.environ)
-        os.environ["BENCH_WHATIF"] = whatif  # read by bench.trace in the service processes
-        if source is not None:  # the services import shared/, services/, bench/ from there
-            os.environ["PYTHONPATH"] = str(source)
-            bench.stack.cwd = source
-        try:
+        with services_from(bench, source=source, whatif=whatif):
             url = bench.start_api(trace=trace / "api.json" if trace else None)
             bench.start_workers(
                 args.workers,
@@ -311,9 +308,6 @@ async def videoq_stack(
                 VIDEOQ_WORKER_CONCURRENCY=str(args.worker_concurrency),
             )
             bench.stack.start_janitor()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
         await wait_for_consumers(bench.amqp_url, bench.settings.queue_process, args.workers)
         db = await asyncpg.connect(bench.database_url)
         limits = httpx.Limits(
@@ -553,7 +547,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"videoq: {args.jobs} jobs ({PIPELINE} pipeline, {len(payload)} B MP4), {args.workers}"
         f" worker process(es) x {args.worker_concurrency} job(s) at once,"
-        f" {args.concurrency} submits in flight{'; what-if: ' + _pair_label(args) if args.whatif or args.baseline else ''}; light load: {args.light_jobs}"
+        f" {args.concurrency} submits in flight{'; what-if: ' + pair_label(args.whatif, args.baseline) if args.whatif or args.baseline else ''}; light load: {args.light_jobs}"
         f" jobs at {args.light_rate:g}/s; {args.repeat} round(s), medians reported",
         flush=True,
     )
@@ -659,12 +653,6 @@ def _print_videoq(name: str, vq: dict[str, Any], args: argparse.Namespace) -> No
     )
 
 
-def _pair_label(args: argparse.Namespace) -> str:
-    if args.baseline:
-        return f"this checkout against {args.baseline} as plain"
-    return str(args.whatif)
-
-
 def summarise(
     args: argparse.Namespace, info: dict[str, Any], rounds: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -675,7 +663,7 @@ def summarise(
     summary.update(baselines={}, ratios={})
     if "videoq what-if" in rounds[0]:
         patched = _videoq_summary("videoq what-if", rounds, args)
-        summary["whatif"] = {"patches": _pair_label(args), **patched}
+        summary["whatif"] = {"patches": pair_label(args.whatif, args.baseline), **patched}
         speedup = median(
             [
                 r["videoq what-if"]["throughput"]["jobs_per_s"]
@@ -684,7 +672,9 @@ def summarise(
             ]
         )
         summary["whatif"]["throughput_x_plain"] = speedup
-        print(f"    what-if ({_pair_label(args)}): throughput {speedup:.2f}x plain videoq")
+        print(
+            f"    what-if ({pair_label(args.whatif, args.baseline)}): throughput {speedup:.2f}x plain videoq"
+        )
     for name in baselines:
         rate = median([r[name]["per_s"] for r in rounds])
         ratio = median([r["videoq"]["throughput"]["jobs_per_s"] / r[name]["per_s"] for r in rounds])
