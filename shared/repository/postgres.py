@@ -451,25 +451,35 @@ class PostgresJobRepository:
         probably lost, are published again while their rows are locked.
         Duplicates are harmless: claims are guarded.
         """
-        published: list[Job] = []
+        return await self._send_locked(
+            "SELECT * FROM jobs WHERE status = 'pending' AND ("
+            " (published_at IS NULL AND updated_at < now() - make_interval(secs => $1))"
+            " OR published_at < now() - make_interval(secs => $2))"
+            " ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+            (grace_seconds, republish_after_seconds, limit),
+            send=publish,
+            stamp="UPDATE jobs SET published_at = now() WHERE job_id = $1",
+        )
+
+    async def _send_locked(
+        self,
+        select: str,
+        args: tuple[Any, ...],
+        *,
+        send: Callable[[Job], Awaitable[None]],
+        stamp: str,
+    ) -> list[Job]:
+        """An outbox sweep: ``send`` each job row ``select`` locks, and run
+        ``stamp`` (with its job id) on it, in one transaction; a failed send
+        rolls the batch back and the next sweep tries again."""
+        sent: list[Job] = []
         async with self.transaction() as conn:
-            rows = await conn.fetch(
-                "SELECT * FROM jobs WHERE status = 'pending' AND ("
-                " (published_at IS NULL AND updated_at < now() - make_interval(secs => $1))"
-                " OR published_at < now() - make_interval(secs => $2))"
-                " ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
-                grace_seconds,
-                republish_after_seconds,
-                limit,
-            )
-            for row in rows:
+            for row in await conn.fetch(select, *args):
                 job = _row_to_job(row)
-                await publish(job)
-                await conn.execute(
-                    "UPDATE jobs SET published_at = now() WHERE job_id = $1", job.job_id
-                )
-                published.append(job)
-        return published
+                await send(job)
+                await conn.execute(stamp, job.job_id)
+                sent.append(job)
+        return sent
 
     async def forget_idempotency_keys(self, *, older_than_seconds: float, limit: int) -> int:
         """Clear the ``Idempotency-Key`` of up to ``limit`` jobs created more
@@ -494,25 +504,15 @@ class PostgresJobRepository:
         never reached the dead-letter queue, failed more than ``grace_seconds``
         ago, are parked while their rows are locked; a failed publish rolls
         the sweep back and the next one tries again."""
-        parked: list[Job] = []
-        async with self.transaction() as conn:
-            rows = await conn.fetch(
-                "SELECT * FROM jobs WHERE status = 'failed' AND parked_at IS NULL"
-                " AND error_message IS DISTINCT FROM $1"
-                " AND updated_at < now() - make_interval(secs => $2)"
-                " ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
-                CANCELLED,
-                grace_seconds,
-                limit,
-            )
-            for row in rows:
-                job = _row_to_job(row)
-                await park(job)
-                await conn.execute(
-                    "UPDATE jobs SET parked_at = now() WHERE job_id = $1", job.job_id
-                )
-                parked.append(job)
-        return parked
+        return await self._send_locked(
+            "SELECT * FROM jobs WHERE status = 'failed' AND parked_at IS NULL"
+            " AND error_message IS DISTINCT FROM $1"
+            " AND updated_at < now() - make_interval(secs => $2)"
+            " ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+            (CANCELLED, grace_seconds, limit),
+            send=park,
+            stamp="UPDATE jobs SET parked_at = now() WHERE job_id = $1",
+        )
 
     async def sweep_events(
         self, *, limit: int, publish: Callable[[JobEvent], Awaitable[None]]
