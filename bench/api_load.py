@@ -60,6 +60,7 @@ from bench.common import (
     s3_endpoint,
     services_from,
     source_tree,
+    submit_clip,
     wait_for_consumers,
     write_json,
 )
@@ -74,15 +75,7 @@ def _path(route: str, job_id: str) -> str:
 async def _seed(url: str, database_url: str, clip: bytes, count: int) -> list[str]:
     """``count`` completed jobs to read."""
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        ids = []
-        for _ in range(count):
-            response = await http.post(
-                "/video/submit",
-                files={"file": ("clip.mp4", clip, "video/mp4")},
-                data={"pipeline": "basic"},
-            )
-            response.raise_for_status()
-            ids.append(response.json()["job_id"])
+        ids = [await submit_clip(http, clip, pipeline="basic") for _ in range(count)]
     db = await asyncpg.connect(database_url)
     try:
         deadline = time.monotonic() + 120

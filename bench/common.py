@@ -59,6 +59,7 @@ __all__ = [
     "s3_endpoint",
     "services_from",
     "source_tree",
+    "submit_clip",
     "write_json",
 ]
 
@@ -537,3 +538,14 @@ def pair_label(whatif: str, baseline: str | None) -> str:
     if baseline:
         return f"this checkout against {baseline} as plain"
     return whatif
+
+
+async def submit_clip(http: httpx.AsyncClient, clip: bytes, *, pipeline: str) -> str:
+    """``POST /video/submit`` of an in-memory MP4; returns the job id."""
+    response = await http.post(
+        "/video/submit",
+        files={"file": ("clip.mp4", clip, "video/mp4")},
+        data={"pipeline": pipeline},
+    )
+    response.raise_for_status()
+    return str(response.json()["job_id"])

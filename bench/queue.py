@@ -94,6 +94,7 @@ from bench.common import (
     s3_endpoint,
     services_from,
     source_tree,
+    submit_clip,
     tiny_mp4,
     wait_for_consumers,
     write_json,
@@ -109,13 +110,8 @@ WARMUP = 10
 
 async def _submit(http: httpx.AsyncClient, payload: bytes) -> tuple[str, float, float]:
     started = time.time()
-    response = await http.post(
-        "/video/submit",
-        files={"file": ("tiny.mp4", payload, "video/mp4")},
-        data={"pipeline": PIPELINE},
-    )
-    response.raise_for_status()
-    return response.json()["job_id"], started, time.time()
+    job_id = await submit_clip(http, payload, pipeline=PIPELINE)
+    return job_id, started, time.time()
 
 
 async def submit_closed(

@@ -49,6 +49,7 @@ from bench.common import (
     print_machine,
     retrying,
     s3_endpoint,
+    submit_clip,
     wait_for_consumers,
     write_json,
 )
@@ -77,13 +78,7 @@ async def _submit_all(url: str, clip: bytes, count: int, pipeline: str) -> list[
 
         async def one() -> tuple[str, float]:
             started = time.time()
-            response = await http.post(
-                "/video/submit",
-                files={"file": ("clip.mp4", clip, "video/mp4")},
-                data={"pipeline": pipeline},
-            )
-            response.raise_for_status()
-            return response.json()["job_id"], started
+            return await submit_clip(http, clip, pipeline=pipeline), started
 
         return list(await asyncio.gather(*(one() for _ in range(count))))
 
