@@ -226,3 +226,32 @@ async def test_an_idempotency_key_is_forgotten_after_its_ttl_and_can_be_used_aga
     assert (await repo.get(first.job_id)).idempotency_key is None
     second = await submit()
     assert second is not None and second.job_id != first.job_id
+
+
+async def test_a_pooled_connection_is_released_without_a_reset_round_trip(database_url):
+    # One pool connection, so its backend is the one whose last statement we read.
+    repo = await connect_repository(database_url, migrate=True, min_size=1, max_size=1)
+    admin = await asyncpg.connect(database_url)
+    try:
+        job = await new_job(repo)
+        assert await repo.get(job.job_id) == job
+        last = await admin.fetchval(
+            "SELECT query FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'"
+        )
+        assert last == "SELECT * FROM jobs WHERE job_id = $1"  # not RESET ALL and friends
+
+        # A transaction that failed half-way leaves nothing on the reused connection.
+        with pytest.raises(asyncpg.UniqueViolationError):
+            async with repo.transaction() as conn:
+                await conn.execute("UPDATE jobs SET attempts = 9 WHERE job_id = $1", job.job_id)
+                await conn.execute(
+                    "INSERT INTO jobs (job_id, input_path, pipeline, input_bytes)"
+                    " VALUES ($1, 'x', 'basic', 1)",
+                    job.job_id,
+                )
+        assert (await repo.get(job.job_id)).attempts == 0
+    finally:
+        await admin.close()
+        await repo.close()
