@@ -21,6 +21,7 @@ from shared.broker import Broker
 from shared.errors import DependencyUnavailable
 from shared.jobs import Job
 from shared.metrics import Metrics
+from shared.outbox import publish_pending
 from shared.payload import build_payload
 from shared.repository import PostgresJobRepository
 from shared.settings import Settings
@@ -79,15 +80,9 @@ class Janitor:
             log.warning(
                 "janitor.requeued", extra={"job_id": str(job.job_id), "attempt": job.attempts}
             )
-            try:
-                await requeue(job)
-                await self._repo.mark_published(job.job_id)
-            except DependencyUnavailable as exc:
-                # The row is committed pending and unpublished: the outbox
-                # sweep below (or the next one) publishes it.
-                log.warning(
-                    "janitor.publish_deferred", extra={"job_id": str(job.job_id), "error": str(exc)}
-                )
+            # Committed pending and unpublished: if this publish fails, the
+            # outbox sweep below (or the next one) sends it.
+            await publish_pending(self._broker, self._repo, job.job_id, attempt=job.attempts)
         for job in failed:
             log.error("janitor.failed", extra={"job_id": str(job.job_id), "attempt": job.attempts})
             self._metrics.jobs_failed.labels(job.pipeline).inc()

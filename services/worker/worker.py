@@ -30,6 +30,7 @@ from shared.broker import Broker, Delivery
 from shared.errors import DependencyUnavailable, InvalidPayload, JobInterrupted, JobTimedOut
 from shared.jobs import CANCELLED, Job, input_key, results_key
 from shared.metrics import Metrics
+from shared.outbox import publish_pending
 from shared.payload import build_payload, parse_payload
 from shared.pipeline import VideoFilePipelineService
 from shared.repository import JobRepository
@@ -385,7 +386,7 @@ class Worker:
             return "lost"
         released = await self._repo.release(job.job_id, owner=self.worker_id)
         if released is not None:
-            await self._publish(job.job_id, attempt=released.attempts, tier=None)
+            await publish_pending(self._broker, self._repo, job.job_id, attempt=released.attempts)
             log.info("job.handed_back", extra=extra)
         return "handed_back"
 
@@ -403,7 +404,9 @@ class Worker:
             if await self._repo.retry(job.job_id, owner=self.worker_id, error=decision.message):
                 self._metrics.jobs_retried.labels(job.pipeline, tier).inc()
                 log.warning("job.retry_scheduled", extra={**extra, "tier": tier})
-                await self._publish(job.job_id, attempt=job.attempts, tier=tier)
+                await publish_pending(
+                    self._broker, self._repo, job.job_id, attempt=job.attempts, tier=tier
+                )
             return "retried"
         if await self._repo.fail(job.job_id, owner=self.worker_id, error=decision.message):
             self._metrics.jobs_failed.labels(job.pipeline).inc()
@@ -421,11 +424,3 @@ class Worker:
                 # The row says failed; the janitor parks its copy later.
                 log.warning("job.dead_letter_deferred", extra={**extra, "error": str(exc)})
         return "failed"
-
-    async def _publish(self, job_id: UUID, *, attempt: int, tier: str | None) -> None:
-        """Publish and record it; on failure the janitor's outbox sweep publishes later."""
-        try:
-            await self._broker.publish_job(job_id, attempt=attempt, tier=tier)
-            await self._repo.mark_published(job_id)
-        except DependencyUnavailable as exc:
-            log.warning("job.publish_deferred", extra={"job_id": str(job_id), "error": str(exc)})
