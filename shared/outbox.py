@@ -2,9 +2,10 @@
 
 The job table is the outbox: a row that is ``pending`` with ``published_at``
 empty is owed a message, and the janitor's outbox sweep sends what nobody
-recorded as sent. Every publisher (worker retries and hand-backs, janitor
-requeues) goes through ``publish_pending``, so a broker or database outage
-costs a delay, never a job.
+recorded as sent. The worker (retries, hand-backs) and the janitor (lease
+requeues) publish through ``publish_pending``; the api publishes on submit
+and records it after the 202. A broker or database outage costs a delay,
+never a job.
 """
 
 from __future__ import annotations
@@ -23,17 +24,15 @@ log = logging.getLogger("videoq.outbox")
 
 async def publish_pending(
     broker: Broker, repo: JobRepository, job_id: UUID, *, attempt: int, tier: str | None = None
-) -> bool:
+) -> None:
     """Publish work for a committed ``pending`` job, then record it as sent.
 
-    Returns ``False`` (and logs ``job.publish_deferred``) when the broker or
-    the database is away: the row stays unpublished, or is published once
-    more, by the janitor's outbox sweep.
+    When the broker or the database is away, log ``job.publish_deferred``
+    and return: the janitor's outbox sweep publishes the job (once more, if
+    only the record failed).
     """
     try:
         await broker.publish_job(job_id, attempt=attempt, tier=tier)
         await repo.mark_published(job_id)
     except DependencyUnavailable as exc:
         log.warning("job.publish_deferred", extra={"job_id": str(job_id), "error": str(exc)})
-        return False
-    return True
