@@ -45,6 +45,12 @@ log = logging.getLogger("videoq.worker")
 
 #: How often a worker that cannot start consuming (broker away) tries again.
 _RESUME_RETRY_SECONDS = 2.0
+#: How long a delivery is held while its claim waits for the database, and
+#: the backoff between tries. Well inside RabbitMQ's consumer_timeout (30 min),
+#: which would otherwise close the channel over the unacked message.
+_CLAIM_PATIENCE_SECONDS = 300.0
+_CLAIM_RETRY_FIRST_SECONDS = 0.5
+_CLAIM_RETRY_MAX_SECONDS = 15.0
 
 
 class _RunningJob:
@@ -93,7 +99,7 @@ class Worker:
         self._consuming = False
         self._consumer_lock = asyncio.Lock()
         self._retry_resume: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -106,7 +112,7 @@ class Worker:
     async def _resume(self) -> None:
         """Consume again; while the broker is away, keep trying in the background."""
         async with self._consumer_lock:
-            if self._consuming or self._stopping:
+            if self._consuming or self._stopping.is_set():
                 return
             try:
                 await self._broker.consume(
@@ -120,7 +126,7 @@ class Worker:
             self._consuming = True
 
     async def _resume_later(self) -> None:
-        while not self._consuming and not self._stopping:
+        while not self._consuming and not self._stopping.is_set():
             await asyncio.sleep(_RESUME_RETRY_SECONDS)
             await self._resume()
 
@@ -133,7 +139,7 @@ class Worker:
     async def stop(self, *, grace_seconds: float) -> None:
         """Stop consuming; let jobs in hand finish within ``grace_seconds``,
         then interrupt them and hand them back (pending + republish)."""
-        self._stopping = True
+        self._stopping.set()
         if self._retry_resume is not None:
             self._retry_resume.cancel()
         await self._pause()
@@ -180,21 +186,16 @@ class Worker:
             # Handed back: the jobs in hand are long, or the worker is stopping.
             await self._pause()
             await delivery.requeue()
-            if not self._stopping:
+            if not self._stopping.is_set():
                 log.info("message.handed_back", extra={"job_id": str(job_id)})
                 if not self._slots.locked():  # a slot freed while pausing
                     await self._resume()
             return
         try:
             try:
-                job = await self._repo.claim(
-                    job_id, owner=self.worker_id, lease_seconds=self._settings.lease_seconds
-                )
-            except DependencyUnavailable as exc:
-                # The database is away: hold the message a moment (no hot
-                # loop), then hand it back to the queue.
-                log.warning("job.claim_failed", extra={"job_id": str(job_id), "error": str(exc)})
-                await asyncio.sleep(2)
+                job = await self._claim(job_id)
+            except DependencyUnavailable:
+                # Stopping, or the database stayed away: back to the queue.
                 await delivery.requeue()
                 return
             if job is None:
@@ -212,19 +213,53 @@ class Worker:
                     self._idle.set()
         finally:
             self._slots.release()
-        if not self._consuming and not self._stopping:
+        if not self._consuming and not self._stopping.is_set():
             await self._resume()
+
+    async def _claim(self, job_id: UUID) -> Job | None:
+        """Claim the job, waiting out a database outage with the message in hand.
+
+        Handing the message back at once would bounce it every few seconds,
+        and on RabbitMQ 3.x every return counts toward the work queue's
+        delivery limit: a half-minute outage would dead-letter healthy jobs
+        (and the outbox would republish them only after
+        ``republish_after_seconds``). A held message costs one prefetch slot.
+
+        Raises:
+            DependencyUnavailable: the worker is stopping, or the database
+                stayed away for ``_CLAIM_PATIENCE_SECONDS``.
+        """
+        deadline = time.monotonic() + _CLAIM_PATIENCE_SECONDS
+        delay = _CLAIM_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return await self._repo.claim(
+                    job_id, owner=self.worker_id, lease_seconds=self._settings.lease_seconds
+                )
+            except DependencyUnavailable as exc:
+                if self._stopping.is_set() or time.monotonic() + delay > deadline:
+                    log.warning(
+                        "job.claim_failed", extra={"job_id": str(job_id), "error": str(exc)}
+                    )
+                    raise
+                log.warning(
+                    "job.claim_failed",
+                    extra={"job_id": str(job_id), "error": str(exc), "retry_in": delay},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, _CLAIM_RETRY_MAX_SECONDS)
 
     async def _wait_for_slot(self) -> bool:
         """Take a job slot; ``False`` if the worker is stopping, or if none
         freed within ``worker_handoff_seconds``."""
-        if self._stopping:
+        if self._stopping.is_set():
             return False
         try:
             await asyncio.wait_for(self._slots.acquire(), self._settings.worker_handoff_seconds)
         except TimeoutError:
             return False
-        if self._stopping:
+        if self._stopping.is_set():
             self._slots.release()
             return False
         return True

@@ -1,7 +1,8 @@
 """The worker's consumer on a real RabbitMQ, PostgreSQL and S3: it keeps
-consuming through short jobs, and hands a waiting delivery back when the
-job in hand is long."""
+consuming through short jobs, hands a waiting delivery back when the job in
+hand is long, and holds a delivery whose claim waits for the database."""
 
+import time
 import uuid
 
 import pytest
@@ -10,6 +11,7 @@ from services.worker.main import build_analyzer
 from services.worker.worker import Worker
 from shared.backends import Backends, open_backends
 from shared.broker import AmqpBroker
+from shared.errors import DependencyUnavailable
 from shared.jobs import JobStatus, input_key
 from shared.metrics import Metrics
 from tests.support.waiting import async_wait_until
@@ -23,6 +25,35 @@ class _CountingBroker(AmqpBroker):
     async def stop_consuming(self) -> None:
         type(self).cancels += 1
         await super().stop_consuming()
+
+
+class _RecordingBroker(AmqpBroker):
+    """The real broker, noting whether each delivery it hands over is a redelivery."""
+
+    redelivered: list[bool]
+
+    async def consume(self, handler, *, prefetch):
+        async def recording(delivery):
+            self.redelivered.append(delivery.redelivered)
+            await handler(delivery)
+
+        await super().consume(recording, prefetch=prefetch)
+
+
+class _DatabaseAwayForClaims:
+    """The real repository, but its first ``failures`` claims find the database away."""
+
+    def __init__(self, repo, failures: int) -> None:
+        self._repo, self.failures, self.tries = repo, failures, 0
+
+    def __getattr__(self, name):
+        return getattr(self._repo, name)
+
+    async def claim(self, job_id, **kwargs):
+        self.tries += 1
+        if self.tries <= self.failures:
+            raise DependencyUnavailable("database", "ConnectionRefusedError")
+        return await self._repo.claim(job_id, **kwargs)
 
 
 async def _submit(backends: Backends, sample_mp4, *, pipeline: str, max_frames: int) -> uuid.UUID:
@@ -109,3 +140,73 @@ async def test_a_worker_keeps_consuming_through_short_jobs(settings, sample_mp4)
 async def _statuses(backends: Backends, ids, status: JobStatus, count: int) -> bool:
     jobs = [await backends.repo.get(i) for i in ids]
     return sum(j.status is status for j in jobs) == count
+
+
+async def test_a_worker_waits_out_a_database_outage_with_the_message_in_hand(settings, sample_mp4):
+    backends = await open_backends(settings, app_id="w")
+    broker = await _RecordingBroker.connect(settings, app_id="recording")
+    broker.redelivered = []
+    repo = _DatabaseAwayForClaims(backends.repo, failures=3)  # 0.5 + 1 + 2 s of outage
+    worker = Worker(
+        settings=settings,
+        repo=repo,
+        broker=broker,
+        store=backends.store,
+        analyzer=build_analyzer(settings),
+        metrics=Metrics(),
+        worker_id="w",
+    )
+    try:
+        await worker.start()
+        job_id = await _submit(backends, sample_mp4, pipeline="noop", max_frames=2)
+        await async_wait_until(
+            lambda: _statuses(backends, [job_id], JobStatus.COMPLETED, 1),
+            timeout=20,
+            what="the job done",
+        )
+        assert repo.tries == 4
+        # Delivered once: handing it back on every failed claim would have
+        # counted toward the queue's delivery limit each time.
+        assert broker.redelivered == [False]
+    finally:
+        await worker.stop(grace_seconds=0)
+        await broker.close()
+        await backends.close()
+
+
+async def test_a_stopping_worker_hands_back_at_once_a_message_waiting_for_the_database(
+    settings, sample_mp4
+):
+    backends = await open_backends(settings, app_id="w")
+    repo = _DatabaseAwayForClaims(backends.repo, failures=1_000)
+    stuck = Worker(
+        settings=settings,
+        repo=repo,
+        broker=backends.broker,
+        store=backends.store,
+        analyzer=build_analyzer(settings),
+        metrics=Metrics(),
+        worker_id="stuck",
+    )
+    other = _worker(settings, backends, "other")
+    try:
+        await stuck.start()
+        job_id = await _submit(backends, sample_mp4, pipeline="noop", max_frames=2)
+
+        async def claims_tried() -> bool:
+            return repo.tries >= 2
+
+        await async_wait_until(claims_tried, timeout=10, what="claims tried")
+        started = time.monotonic()
+        await stuck.stop(grace_seconds=30)
+        assert time.monotonic() - started < 2  # not held through the backoff
+        await other.start()  # the message went back to the queue: nothing lost
+        await async_wait_until(
+            lambda: _statuses(backends, [job_id], JobStatus.COMPLETED, 1),
+            timeout=20,
+            what="the job done by the other worker",
+        )
+    finally:
+        await stuck.stop(grace_seconds=0)
+        await other.stop(grace_seconds=0)
+        await backends.close()
