@@ -12,7 +12,12 @@ from collections.abc import Awaitable, Callable
 
 from shared.metrics import CONTENT_TYPE, Metrics
 
-__all__ = ["serve_ops"]
+__all__ = ["OpsPortUnavailable", "serve_ops"]
+
+
+class OpsPortUnavailable(Exception):
+    """The health and metrics port cannot be listened on (taken, or not allowed)."""
+
 
 ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
 
@@ -53,4 +58,11 @@ async def serve_ops(*, host: str, port: int, metrics: Metrics, ready: ReadyCheck
         finally:
             writer.close()
 
-    return await asyncio.start_server(handle, host, port)
+    try:
+        return await asyncio.start_server(handle, host, port)
+    except OSError as exc:
+        # Two services on one host both default to 9100: say which setting fixes it.
+        raise OpsPortUnavailable(
+            f"cannot serve /healthz, /readyz and /metrics on {host}:{port}: {exc.strerror};"
+            " set VIDEOQ_OPS_PORT to a free port, or 0 to turn the endpoint off"
+        ) from None

@@ -54,7 +54,9 @@ def _status_for(exc: VideoqError) -> int:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DependencyUnavailable)
     async def unavailable(request: Request, exc: DependencyUnavailable) -> JSONResponse:
-        log.warning("http.dependency_unavailable", extra={"dependency": exc.dependency})
+        log.warning(
+            "http.dependency_unavailable", extra={"dependency": exc.dependency, "error": str(exc)}
+        )
         return JSONResponse(
             {"detail": f"Service temporarily unavailable ({exc.dependency}); retry later"},
             status_code=503,

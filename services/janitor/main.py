@@ -9,7 +9,7 @@ from services.janitor.janitor import Janitor
 from shared.backends import open_backends
 from shared.logs import configure_logging
 from shared.metrics import Metrics
-from shared.ops_http import serve_ops
+from shared.ops_http import OpsPortUnavailable, serve_ops
 from shared.runtime import wait_for_signal
 from shared.settings import Settings
 
@@ -20,27 +20,33 @@ async def run(settings: Settings) -> None:
     metrics = Metrics()
     backends = await open_backends(settings, app_id="videoq-janitor")
     ops = None
-    if settings.ops_port:
-        ops = await serve_ops(
-            host="0.0.0.0", port=settings.ops_port, metrics=metrics, ready=backends.check
+    try:
+        if settings.ops_port:
+            ops = await serve_ops(
+                host="0.0.0.0", port=settings.ops_port, metrics=metrics, ready=backends.check
+            )
+        janitor = Janitor(
+            settings=settings, repo=backends.repo, broker=backends.broker, metrics=metrics
         )
-    janitor = Janitor(
-        settings=settings, repo=backends.repo, broker=backends.broker, metrics=metrics
-    )
-    sweeping = asyncio.create_task(janitor.run())
-    sig = await wait_for_signal()
-    log.info("janitor.signal", extra={"signal": sig.name})
-    janitor.stop()
-    await sweeping
-    if ops is not None:
-        ops.close()
-    await backends.close()
+        sweeping = asyncio.create_task(janitor.run())
+        sig = await wait_for_signal()
+        log.info("janitor.signal", extra={"signal": sig.name})
+        janitor.stop()
+        await sweeping
+    finally:
+        if ops is not None:
+            ops.close()
+        await backends.close()
 
 
 def main() -> None:
     settings = Settings()
     configure_logging(service="janitor", fmt=settings.log_format, level=settings.log_level)
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except OpsPortUnavailable as exc:
+        log.error("janitor.start_failed", extra={"error": str(exc)})
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

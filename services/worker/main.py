@@ -15,7 +15,7 @@ from services.worker.worker import Worker
 from shared.backends import open_backends
 from shared.logs import configure_logging
 from shared.metrics import Metrics
-from shared.ops_http import serve_ops
+from shared.ops_http import OpsPortUnavailable, serve_ops
 from shared.pipeline import VideoFilePipelineService, load_registry
 from shared.runtime import wait_for_signal
 from shared.settings import Settings
@@ -38,32 +38,38 @@ async def run(settings: Settings) -> None:
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
     backends = await open_backends(settings, app_id="videoq-worker")
     ops = None
-    if settings.ops_port:
-        ops = await serve_ops(
-            host="0.0.0.0", port=settings.ops_port, metrics=metrics, ready=backends.check
+    try:
+        if settings.ops_port:
+            ops = await serve_ops(
+                host="0.0.0.0", port=settings.ops_port, metrics=metrics, ready=backends.check
+            )
+        worker = Worker(
+            settings=settings,
+            repo=backends.repo,
+            broker=backends.broker,
+            store=backends.store,
+            analyzer=build_analyzer(settings),
+            metrics=metrics,
+            worker_id=worker_id,
         )
-    worker = Worker(
-        settings=settings,
-        repo=backends.repo,
-        broker=backends.broker,
-        store=backends.store,
-        analyzer=build_analyzer(settings),
-        metrics=metrics,
-        worker_id=worker_id,
-    )
-    await worker.start()
-    sig = await wait_for_signal()
-    log.info("worker.signal", extra={"signal": sig.name})
-    await worker.stop(grace_seconds=settings.shutdown_grace_seconds)
-    if ops is not None:
-        ops.close()
-    await backends.close()
+        await worker.start()
+        sig = await wait_for_signal()
+        log.info("worker.signal", extra={"signal": sig.name})
+        await worker.stop(grace_seconds=settings.shutdown_grace_seconds)
+    finally:
+        if ops is not None:
+            ops.close()
+        await backends.close()
 
 
 def main() -> None:
     settings = Settings()
     configure_logging(service="worker", fmt=settings.log_format, level=settings.log_level)
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except OpsPortUnavailable as exc:
+        log.error("worker.start_failed", extra={"error": str(exc)})
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

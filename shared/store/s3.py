@@ -28,7 +28,12 @@ _INLINE_READ = 1024 * 1024
 
 
 def _unavailable(exc: Exception) -> DependencyUnavailable:
-    return DependencyUnavailable("object store", type(exc).__name__)
+    # S3's own error code (NoSuchBucket, AccessDenied, SlowDown...) is what
+    # an operator acts on; botocore's class name alone says nothing.
+    detail = type(exc).__name__
+    if isinstance(exc, ClientError):
+        detail = str(exc.response.get("Error", {}).get("Code") or detail)
+    return DependencyUnavailable("object store", detail)
 
 
 @contextlib.contextmanager

@@ -81,6 +81,20 @@ async def test_an_unreachable_endpoint_is_a_dependency_error():
         await s3.close()
 
 
+async def test_a_missing_bucket_says_so_in_the_dependency_error(services_ready, tmp_path):
+    s3 = await S3Store.open(
+        "s3://videoq-no-such-bucket", endpoint_url=services_ready.s3_endpoint, region="us-east-1"
+    )
+    source = tmp_path / "r.json"
+    source.write_bytes(b"{}")
+    try:
+        # What an operator reads in the api's http.dependency_unavailable line.
+        with pytest.raises(DependencyUnavailable, match=r"object store unavailable: NoSuchBucket$"):
+            await s3.upload_file("results/x.json", source, content_type="application/json")
+    finally:
+        await s3.close()
+
+
 def test_folder_keys_cannot_escape_the_folder(tmp_path: Path):
     with pytest.raises(ValueError):
         FileStore(tmp_path)._path("../etc/passwd")

@@ -514,3 +514,19 @@ def test_videoq_sends_its_api_key_and_a_missing_or_wrong_key_exits_6(
         stack.stop()
     for name in ("api", "worker", "janitor"):
         assert key not in stack.log(name) and other not in stack.log(name)
+
+
+@pytest.mark.parametrize("service", ["worker", "janitor"])
+def test_a_taken_ops_port_stops_the_service_with_a_line_that_names_the_setting(stack, service):
+    with socket.socket() as taken:  # what another service on this host holds
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        start = stack.start_worker if service == "worker" else stack.start_janitor
+        proc = start(VIDEOQ_OPS_PORT=str(port))
+        assert proc.wait(timeout=60) == 1
+    lines = [json.loads(line) for line in stack.log(service).splitlines() if line.startswith("{")]
+    failed = [line for line in lines if line["event"] == f"{service}.start_failed"]
+    assert len(failed) == 1 and "VIDEOQ_OPS_PORT" in failed[0]["error"], lines
+    # Closed cleanly: no traceback, no connection left for the interpreter to tear down.
+    assert "Traceback" not in stack.log(service)
