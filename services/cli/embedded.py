@@ -34,6 +34,9 @@ __all__ = ["embedded_stack"]
 
 log = logging.getLogger("videoq.dev")
 
+#: A local tool's backlog; more than this waits for the janitor's outbox sweep.
+_MAX_REPUBLISHED_AT_START = 10_000
+
 
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the caller owns SIGINT/SIGTERM."""
@@ -75,7 +78,20 @@ async def embedded_stack(
     )
     with _postgres(data_dir) as database_url:
         repo = await connect_repository(database_url, migrate=True)
-        backends = Backends(repo=repo, broker=MemoryBroker(settings), store=FileStore(store_dir))
+        broker = MemoryBroker(settings)
+        backends = Backends(repo=repo, broker=broker, store=FileStore(store_dir))
+        # The in-process broker starts empty: every job an earlier run left
+        # pending is owed its message now (the janitor would wait
+        # republish_after_seconds). Jobs it left running come back when
+        # their lease expires, as on the real stack.
+        owed = await repo.sweep_unpublished(
+            grace_seconds=0,
+            republish_after_seconds=0,
+            limit=_MAX_REPUBLISHED_AT_START,
+            publish=lambda job: broker.publish_job(job.job_id, attempt=job.attempts),
+        )
+        if owed:
+            log.info("dev.republished", extra={"jobs": len(owed)})
         metrics = Metrics()
 
         async def given() -> Backends:

@@ -31,6 +31,7 @@ class MemoryBroker:
         self._dead: list[DeadLetter] = []
         self._timers: set[asyncio.TimerHandle] = set()
         self._consumers: list[asyncio.Task[None]] = []
+        self._handlers: set[asyncio.Future[None]] = set()
         self.published: list[tuple[str, bytes]] = []  # (destination, body), for tests
 
     async def ping(self) -> None:
@@ -72,32 +73,48 @@ class MemoryBroker:
         self.published.append((event.routing_key, event.body()))
 
     async def consume(self, handler: Handler, *, prefetch: int) -> None:
+        # As on RabbitMQ: up to ``prefetch`` deliveries in hand until each is
+        # acked or handed back, each handled in a task of its own, so that
+        # ``stop_consuming`` stops new deliveries and leaves those in hand
+        # running (the worker drains them on shutdown).
+        in_hand = asyncio.Semaphore(prefetch)
+
         async def loop() -> None:
             while True:
-                body, message_id, headers = await self._work.get()
+                await in_hand.acquire()
+                try:
+                    item = await self._work.get()
+                except BaseException:
+                    in_hand.release()
+                    raise
 
-                async def ack() -> None:
-                    return None
+                async def ack() -> None:  # a Delivery settles once
+                    in_hand.release()
 
-                async def requeue(
-                    item: tuple[bytes, str | None, dict[str, Any]] = (body, message_id, headers),
-                ) -> None:
+                async def requeue(item: tuple[bytes, str | None, dict[str, Any]] = item) -> None:
                     self._work.put_nowait(item)
+                    in_hand.release()
 
-                await handler(
-                    Delivery(
-                        body=body,
-                        message_id=message_id,
-                        headers=headers,
-                        redelivered=False,
-                        _ack=ack,
-                        _requeue=requeue,
+                body, message_id, headers = item
+                task = asyncio.ensure_future(
+                    handler(
+                        Delivery(
+                            body=body,
+                            message_id=message_id,
+                            headers=headers,
+                            redelivered=False,
+                            _ack=ack,
+                            _requeue=requeue,
+                        )
                     )
                 )
+                self._handlers.add(task)
+                task.add_done_callback(self._handlers.discard)
 
-        self._consumers.extend(asyncio.create_task(loop()) for _ in range(prefetch))
+        self._consumers.append(asyncio.create_task(loop()))
 
     async def stop_consuming(self) -> None:
+        """Stop new deliveries; handlers of deliveries in hand run on."""
         consumers, self._consumers = self._consumers, []
         for task in consumers:
             task.cancel()

@@ -1,0 +1,116 @@
+"""The embedded default (``videoq demo``, ``videoq dev``): the README's first
+command, and a dev stack that stops and starts again without losing jobs.
+Embedded PostgreSQL, the folder store and the in-process broker, as
+processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.cli.client import Client
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.system
+
+VIDEOQ = [sys.executable, "-m", "services.cli.main"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_videoq_demo_prints_the_results_of_a_generated_clip(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*VIDEOQ, "demo", "--data", str(tmp_path / "dev")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pipeline: basic, 10 frames analysed" in done.stdout, done.stdout
+    assert '"mean_brightness"' in done.stdout
+
+
+class _Dev:
+    """``videoq dev`` as a process, on a data folder that outlives it."""
+
+    def __init__(self, data: Path, logs: Path) -> None:
+        self.data, self.logs = data, logs
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "VIDEOQ_PLUGINS": "tests.support.plugins:register",
+            "VIDEOQ_TEST_SLOW_SECONDS": "0.2",
+            "PYTHONUNBUFFERED": "1",
+        }
+        with self.logs.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [*VIDEOQ, "dev", "--port", str(self.port), "--data", str(self.data)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+        def up() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.logs.read_text()
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=90, what="videoq dev to serve")
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+def test_a_stopped_dev_stack_finishes_the_job_in_hand_and_runs_the_queued_one_when_back(
+    tmp_path: Path, sample_mp4: Path
+) -> None:
+    dev = _Dev(tmp_path / "dev", tmp_path / "dev.log")
+    dev.start()
+    try:
+        with Client(dev.url) as client:
+            # 10 frames x 0.2 s each: long enough to stop the stack mid-job.
+            running = client.submit(sample_mp4, pipeline="slow", max_frames=10)
+            queued = client.submit(sample_mp4, pipeline="slow", max_frames=2)
+            wait_until(
+                lambda: client.status(running)["status"] == "running",
+                timeout=30,
+                what="the first job running",
+            )
+        started = time.monotonic()
+        assert dev.stop() == 0, dev.logs.read_text()[-3000:]
+        # The worker drained the job in hand (it was not cancelled half-way).
+        assert time.monotonic() - started < 20
+        dev.start()
+        with Client(dev.url) as client:
+            assert client.status(running)["status"] == "completed"
+            assert client.status(running)["attempts"] == 1
+            # The queued job's message died with the old process; the new one
+            # publishes it at start instead of after republish_after_seconds.
+            wait_until(
+                lambda: client.status(queued)["status"] == "completed",
+                timeout=30,
+                what="the queued job done after the restart",
+            )
+    finally:
+        if dev.proc is not None and dev.proc.poll() is None:
+            dev.stop()
