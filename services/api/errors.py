@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from shared.errors import (
@@ -51,7 +52,23 @@ def _status_for(exc: VideoqError) -> int:
     return 400 if isinstance(exc, RequestError) else 500
 
 
+def _describe(exc: RequestValidationError) -> str:
+    """The first problem as one line, ``name: what is wrong`` (the input is
+    not echoed back: it may be large, or hostile)."""
+    errors = exc.errors()
+    if not errors:
+        return "Bad parameters"
+    first = errors[0]
+    where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    return f"{'.'.join(where) or 'request'}: {first.get('msg', 'invalid')}"
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Every error has the same shape, {"detail": str}, FastAPI's own included.
+        return JSONResponse({"detail": _describe(exc)}, status_code=422)
+
     @app.exception_handler(DependencyUnavailable)
     async def unavailable(request: Request, exc: DependencyUnavailable) -> JSONResponse:
         log.warning(

@@ -57,6 +57,7 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,64}$")
 _401 = {"model": ErrorResponse, "description": "Missing or invalid API key"}
 _404 = {"model": ErrorResponse, "description": "No such job (for this client)"}
 _503 = {"model": ErrorResponse, "description": "A dependency is down; see Retry-After"}
+_422_JOB_ID = {"model": ErrorResponse, "description": "The job id is not a UUID"}
 _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     200: {
         "model": SubmitResponse,
@@ -299,7 +300,7 @@ JobId = Annotated[UUID, Path(description="The job id returned by submit")]
     "/status/{job_id}",
     name="status",
     response_model=StatusResponse,
-    responses={401: _401, 404: _404, 503: _503},
+    responses={401: _401, 404: _404, 422: _422_JOB_ID, 503: _503},
 )
 async def status(job_id: JobId, backends: Backend, caller: Caller) -> StatusResponse:
     return StatusResponse.of(await _own_job(backends, job_id, caller))
@@ -322,6 +323,7 @@ async def _with_job_fields(prefix: bytes, chunks: AsyncIterator[bytes]) -> Async
     responses={
         401: _401,
         404: {"model": ErrorResponse, "description": "Unknown job, or not completed"},
+        422: _422_JOB_ID,
         503: _503,
     },
 )
@@ -375,7 +377,13 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
 
 
 @router.get(
-    "/jobs", response_model=JobList, responses={401: _401, 422: {"model": ErrorResponse}, 503: _503}
+    "/jobs",
+    response_model=JobList,
+    responses={
+        401: _401,
+        422: {"model": ErrorResponse, "description": "Bad parameters"},
+        503: _503,
+    },
 )
 async def list_jobs(
     backends: Backend,
@@ -405,6 +413,7 @@ async def list_jobs(
         401: _401,
         404: _404,
         409: {"model": ErrorResponse, "description": "The job had finished already"},
+        422: _422_JOB_ID,
         503: _503,
     },
     summary="Cancel a job",

@@ -121,7 +121,11 @@ async def test_unknown_jobs_are_404(api):
     assert (await api.get(f"/video/status/{missing}")).status_code == 404
     response = await api.get(f"/video/results/{missing}")
     assert (response.status_code, response.json()["detail"]) == (404, "Job not found")
-    assert (await api.get("/video/status/not-a-uuid")).status_code == 422
+    # A malformed id is a bad parameter, in the same {"detail": str} shape as every error.
+    for path in ("/video/status/not-a-uuid", "/video/results/not-a-uuid"):
+        response = await api.get(path)
+        assert response.status_code == 422
+        assert response.json()["detail"].startswith("job_id: Input should be a valid UUID")
 
 
 async def test_results_are_404_until_completed(api, sample_mp4):

@@ -120,6 +120,11 @@ async def test_listing_pages_through_120_jobs_without_duplicates_or_gaps_while_j
     assert set(map(str, existing)) <= set(seen)
     assert seen[: len(existing)] == [str(i) for i in reversed(existing)]  # newest first
     assert (await api.get("/video/jobs", params={"cursor": "garbage!"})).status_code == 422
+    response = await api.get("/video/jobs", params={"limit": "many"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "limit: Input should be a valid integer, unable to parse string as an integer"
+    }
 
 
 async def test_listing_filters_by_status(api, sample_mp4):
