@@ -5,8 +5,10 @@ hand is long, and holds a delivery whose claim waits for the database."""
 import time
 import uuid
 
+import aio_pika
 import pytest
 
+from services.worker import worker as worker_module
 from services.worker.main import build_analyzer
 from services.worker.worker import Worker
 from shared.backends import Backends, open_backends
@@ -28,13 +30,16 @@ class _CountingBroker(AmqpBroker):
 
 
 class _RecordingBroker(AmqpBroker):
-    """The real broker, noting whether each delivery it hands over is a redelivery."""
+    """The real broker, noting whether each delivery it hands over is a
+    redelivery, and the broker's count of its earlier returns."""
 
     redelivered: list[bool]
+    returns: list[int]
 
     async def consume(self, handler, *, prefetch):
         async def recording(delivery):
             self.redelivered.append(delivery.redelivered)
+            self.returns.append(int(delivery.headers.get("x-delivery-count") or 0))
             await handler(delivery)
 
         await super().consume(recording, prefetch=prefetch)
@@ -145,7 +150,7 @@ async def _statuses(backends: Backends, ids, status: JobStatus, count: int) -> b
 async def test_a_worker_waits_out_a_database_outage_with_the_message_in_hand(settings, sample_mp4):
     backends = await open_backends(settings, app_id="w")
     broker = await _RecordingBroker.connect(settings, app_id="recording")
-    broker.redelivered = []
+    broker.redelivered, broker.returns = [], []
     repo = _DatabaseAwayForClaims(backends.repo, failures=3)  # 0.5 + 1 + 2 s of outage
     worker = Worker(
         settings=settings,
@@ -209,4 +214,46 @@ async def test_a_stopping_worker_hands_back_at_once_a_message_waiting_for_the_da
     finally:
         await stuck.stop(grace_seconds=0)
         await other.stop(grace_seconds=0)
+        await backends.close()
+
+
+async def test_a_message_handed_back_often_is_published_afresh_before_its_delivery_limit(
+    settings, sample_mp4, monkeypatch
+):
+    # No patience: a claim that finds the database away hands the message back.
+    monkeypatch.setattr(worker_module, "_CLAIM_PATIENCE_SECONDS", 0.0)
+    backends = await open_backends(settings, app_id="w")
+    broker = await _RecordingBroker.connect(settings, app_id="recording")
+    broker.redelivered, broker.returns = [], []
+    repo = _DatabaseAwayForClaims(backends.repo, failures=1)
+    worker = Worker(
+        settings=settings,
+        repo=repo,
+        broker=broker,
+        store=backends.store,
+        analyzer=build_analyzer(settings),
+        metrics=Metrics(),
+        worker_id="w",
+    )
+    try:
+        job_id = await _submit(backends, sample_mp4, pipeline="noop", max_frames=2)
+        # Other workers handed it back 4 times already (limit 10).
+        connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+        async with connection:
+            queue = await (await connection.channel()).get_queue(settings.queue_process)
+            for _ in range(4):
+                message = await queue.get(timeout=5)
+                await message.nack(requeue=True)
+        await worker.start()
+        await async_wait_until(
+            lambda: _statuses(backends, [job_id], JobStatus.COMPLETED, 1),
+            timeout=20,
+            what="the job done",
+        )
+        # Its fifth return would be a requeue (count 5 of 10); it was
+        # published afresh, and the new message started counting at 0.
+        assert broker.returns == [4, 0]
+    finally:
+        await worker.stop(grace_seconds=0)
+        await broker.close()
         await backends.close()
