@@ -5,7 +5,10 @@ Each sweep, safe with several replicas (rows are taken with
 
 - running jobs whose lease expired go back to pending and are republished,
   or fail (with a copy parked in the dead-letter queue) when their attempts
-  are used up;
+  are used up. After a database outage, no lease is expired for one lease
+  period: no worker could renew its lease meanwhile, and expiring them all
+  would restart every running job (a managed PostgreSQL failover takes
+  longer than a lease);
 - pending jobs never confirmed as published (the outbox), or published so
   long ago that the message is probably lost, are published again.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 from shared.broker import Broker
@@ -58,9 +62,20 @@ class Janitor:
         self._broker = broker
         self._metrics = metrics
         self._stop = asyncio.Event()
+        self._database_was_away = False
+        #: No lease is expired before this (time.monotonic()).
+        self._expire_from = 0.0
 
     async def sweep(self) -> SweepReport:
-        """One pass of both sweeps."""
+        """One pass of every sweep."""
+        try:
+            return await self._sweep()
+        except DependencyUnavailable as exc:
+            if exc.dependency == "database":
+                self._database_was_away = True
+            raise
+
+    async def _sweep(self) -> SweepReport:
 
         async def requeue(job: Job) -> None:
             await self._broker.publish_job(job.job_id, attempt=job.attempts)
@@ -73,9 +88,17 @@ class Janitor:
                 attempt=job.attempts,
             )
 
-        requeued, failed = await self._repo.sweep_expired(
-            max_attempts=self._settings.max_attempts, limit=_BATCH, dead_letter=dead_letter
-        )
+        if self._database_was_away:
+            # Back from an outage: give the workers one lease to renew theirs.
+            self._database_was_away = False
+            self._expire_from = time.monotonic() + self._settings.lease_seconds
+            log.info("janitor.lease_grace", extra={"seconds": self._settings.lease_seconds})
+        requeued: list[Job] = []
+        failed: list[Job] = []
+        if time.monotonic() >= self._expire_from:
+            requeued, failed = await self._repo.sweep_expired(
+                max_attempts=self._settings.max_attempts, limit=_BATCH, dead_letter=dead_letter
+            )
         for job in requeued:
             log.warning(
                 "janitor.requeued", extra={"job_id": str(job.job_id), "attempt": job.attempts}

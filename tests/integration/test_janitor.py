@@ -7,6 +7,7 @@ import pytest
 
 from services.janitor.janitor import Janitor
 from shared.broker import AmqpBroker
+from shared.errors import DependencyUnavailable
 from shared.jobs import JobStatus
 from shared.metrics import Metrics
 from shared.repository import connect_repository
@@ -89,6 +90,57 @@ async def test_a_failed_jobs_owed_dead_letter_copy_is_parked_once_and_cancelled_
         assert [(d.job_id, d.reason) for d in parked] == [(str(owed), "Unable to read video file")]
         assert (await repo.get(owed)).parked_at is not None
         assert (await repo.get(cancelled)).parked_at is None
+    finally:
+        await broker.close()
+        await repo.close()
+
+
+class _DatabaseAway:
+    """The real repository, unreachable while ``away``."""
+
+    def __init__(self, repo) -> None:
+        self._repo, self.away = repo, False
+
+    def __getattr__(self, name):
+        if self.away:
+            raise DependencyUnavailable("database", "ConnectionRefusedError")
+        return getattr(self._repo, name)
+
+
+async def test_after_a_database_outage_workers_get_one_lease_to_renew_theirs(
+    amqp_url, database_url
+):
+    settings = Settings(amqp_url=amqp_url, database_url=database_url, lease_seconds=1.0)
+    repo = await connect_repository(database_url, migrate=True)
+    broker = await AmqpBroker.connect(settings, app_id="videoq-test")
+    flaky = _DatabaseAway(repo)
+    janitor = Janitor(settings=settings, repo=flaky, broker=broker, metrics=Metrics())
+    try:
+        renewed, abandoned = uuid.uuid4(), uuid.uuid4()
+        for job_id in (renewed, abandoned):
+            await repo.create(
+                job_id=job_id,
+                input_path=f"inputs/{job_id}.mp4",
+                pipeline="basic",
+                options={},
+                input_bytes=1,
+            )
+            await repo.claim(job_id, owner="worker", lease_seconds=0.2)
+        # The database goes away for longer than the leases: nobody can renew.
+        flaky.away = True
+        with pytest.raises(DependencyUnavailable):
+            await janitor.sweep()
+        await asyncio.sleep(0.3)
+        flaky.away = False
+
+        # Back: both leases read expired, but neither job is taken from its worker...
+        assert (await janitor.sweep()).requeued == 0
+        # ...which renews one of them in time; the other worker is gone.
+        assert await repo.heartbeat(renewed, owner="worker", lease_seconds=30, progress=0.5)
+        await asyncio.sleep(1.1)
+        assert (await janitor.sweep()).requeued == 1
+        assert (await repo.get(renewed)).status is JobStatus.RUNNING
+        assert (await repo.get(abandoned)).status is JobStatus.PENDING
     finally:
         await broker.close()
         await repo.close()
