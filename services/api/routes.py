@@ -355,11 +355,22 @@ async def results(
     size = job.output_bytes
     if size is None:  # completed before the size was kept in the row
         size = await backends.store.size(job.output_path)
+    # The first chunk is read before the 200 goes out, so a store that is
+    # away (or an object that is gone) is answered with a proper error
+    # instead of a 200 whose body breaks off.
+    chunks = backends.store.iter_bytes(job.output_path)
+    first = await anext(chunks, b"")
     return StreamingResponse(
-        _with_job_fields(prefix, backends.store.iter_bytes(job.output_path)),
+        _with_job_fields(prefix, _chain(first, chunks)),
         media_type="application/json",
         headers={"Content-Length": str(size + len(prefix) - 1)},
     )
+
+
+async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _encode_cursor(job: Job) -> str:

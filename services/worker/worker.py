@@ -213,8 +213,10 @@ class Worker:
                     self._idle.set()
         finally:
             self._slots.release()
-        if not self._consuming and not self._stopping.is_set():
-            await self._resume()
+            # Also when the job ended in an error: a worker paused by a
+            # hand-back would otherwise never consume again.
+            if not self._consuming and not self._stopping.is_set():
+                await self._resume()
 
     async def _hand_back(self, delivery: Delivery, job_id: UUID) -> None:
         """Give an unclaimed delivery back for another worker.
@@ -336,11 +338,12 @@ class Worker:
                     "job.completed",
                     extra={**extra, "seconds": round(time.monotonic() - started, 3)},
                 )
-        except JobInterrupted:
-            outcome = await self._interrupted(running)
         except Exception as exc:  # every error is classified in shared.retry
             try:
-                outcome = await self._failed(job, exc)
+                if isinstance(exc, JobInterrupted):  # cancelled, shutdown, lease lost
+                    outcome = await self._interrupted(running)
+                else:
+                    outcome = await self._failed(job, exc)
             except DependencyUnavailable as lost:
                 # Could not record the outcome: the lease will expire and the
                 # janitor requeues the job.
@@ -416,14 +419,20 @@ class Worker:
                     "job.heartbeat_failed", extra={"job_id": str(job_id), "error": str(exc)}
                 )
                 continue
+            except Exception:
+                # Keep beating: a dead heartbeat would let the lease lapse
+                # under a job that is still running.
+                log.exception("job.heartbeat_crashed", extra={"job_id": str(job_id)})
+                continue
             if current is None:
                 log.warning("job.lease_lost", extra={"job_id": str(job_id)})
                 running.stop("lease lost")
                 return
-            if current.cancel_requested:
+            if current.cancel_requested and running.stop_reason is None:
                 log.info("job.cancel_requested", extra={"job_id": str(job_id)})
                 running.stop("cancelled")
-                return
+            # Beating on after a cancel keeps the lease until the job stops:
+            # a download or upload in progress does not look at the flag.
 
     async def _interrupted(self, running: _RunningJob) -> str:
         job = running.job

@@ -28,16 +28,20 @@ if TYPE_CHECKING:
     #: A pooled connection, as the pool hands it out.
     Conn = PoolConnectionProxy[asyncpg.Record]
 
-# Errors that mean "the database is not there right now", not "bad SQL".
+# Errors that mean "the database cannot do this right now", not "bad SQL":
+# connection loss (class 08), shutdown, crash or a cancelled statement
+# (class 57), full disk or too many connections (class 53), and a read-only
+# server (a failover that left connections on the demoted primary). Each is
+# an outage to wait out (503 + Retry-After, claim retried, lease grace),
+# never a 500 or a crashed handler.
 _UNAVAILABLE = (
     OSError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.ConnectionFailureError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.InterfaceError,
     TimeoutError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 
 # What each transition writes besides status (SQL fragments; $owner, $error,

@@ -140,6 +140,29 @@ async def test_results_are_404_until_completed(api, sample_mp4):
     )
 
 
+async def test_results_whose_object_is_gone_are_an_error_not_a_broken_200(
+    api, sample_mp4, tmp_path
+):
+    response = await api.post(
+        "/video/submit", files={"file": ("a.mp4", sample_mp4.read_bytes(), "video/mp4")}
+    )
+    job_id = uuid.UUID(response.json()["job_id"])
+    backends = api._transport.app.state.backends
+    document = tmp_path / "results.json"
+    document.write_bytes(b'{"job_id":"%s","results":[]}' % str(job_id).encode())
+    key = f"results/{job_id}.json"
+    size = await backends.store.upload_file(key, document, content_type="application/json")
+    await backends.repo.claim(job_id, owner="w", lease_seconds=30)
+    await backends.repo.complete(job_id, owner="w", output_path=key, output_bytes=size)
+    assert (await api.get(f"/video/results/{job_id}")).json()["results"] == []
+
+    await backends.store.delete(key)
+    response = await api.get(f"/video/results/{job_id}")
+    # Decided before the status line goes out: a JSON error, not a 200 cut short.
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+
+
 async def test_readiness_names_each_dependency(api):
     response = await api.get("/readyz")
     assert response.status_code == 200

@@ -6,6 +6,7 @@ import uuid
 import asyncpg
 import pytest
 
+from shared.errors import DependencyUnavailable
 from shared.jobs import JobStatus
 from shared.repository import PostgresJobRepository, connect_repository, load_migrations
 
@@ -254,4 +255,22 @@ async def test_a_pooled_connection_is_released_without_a_reset_round_trip(databa
         assert (await repo.get(job.job_id)).attempts == 0
     finally:
         await admin.close()
+        await repo.close()
+
+
+async def test_a_read_only_database_is_an_outage_not_a_crash(database_url):
+    # What a failover can leave behind: connections to a demoted, read-only primary.
+    await (await connect_repository(database_url, migrate=True)).close()
+    admin = await asyncpg.connect(database_url)
+    try:
+        name = await admin.fetchval("SELECT current_database()")
+        await admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    finally:
+        await admin.close()
+    repo = await connect_repository(database_url, migrate=False)
+    try:
+        # The api answers 503 + Retry-After, the worker waits its claim out.
+        with pytest.raises(DependencyUnavailable, match="ReadOnlySQLTransactionError"):
+            await new_job(repo)
+    finally:
         await repo.close()

@@ -257,3 +257,52 @@ async def test_a_message_handed_back_often_is_published_afresh_before_its_delive
         await worker.stop(grace_seconds=0)
         await broker.close()
         await backends.close()
+
+
+class _OutcomeCannotBeRecorded:
+    """The real repository, but recording the job's outcome hits a bug."""
+
+    def __init__(self, repo) -> None:
+        self._repo = repo
+
+    def __getattr__(self, name):
+        return getattr(self._repo, name)
+
+    async def complete(self, job_id, **kwargs):
+        raise RuntimeError("a bug while completing")
+
+    async def retry(self, job_id, **kwargs):
+        raise RuntimeError("a bug while retrying")
+
+
+async def test_a_paused_worker_consumes_again_after_a_job_that_ended_in_a_bug(
+    settings, sample_mp4, monkeypatch
+):
+    monkeypatch.setenv("VIDEOQ_TEST_SLOW_SECONDS", "0.3")
+    settings = settings.model_copy(update={"worker_handoff_seconds": 0.3, "lease_seconds": 30})
+    backends = await open_backends(settings, app_id="w")
+    worker = Worker(
+        settings=settings,
+        repo=_OutcomeCannotBeRecorded(backends.repo),
+        broker=backends.broker,
+        store=backends.store,
+        analyzer=build_analyzer(settings),
+        metrics=Metrics(),
+        worker_id="w",
+    )
+    try:
+        long = await _submit(backends, sample_mp4, pipeline="slow", max_frames=3)
+        short = await _submit(backends, sample_mp4, pipeline="noop", max_frames=2)
+        await worker.start()
+        # The short job waits behind the long one, is handed back, and the
+        # worker pauses; the long one's outcome then fails with a bug. The
+        # worker must consume again, or nothing ever takes the short job.
+        await async_wait_until(
+            lambda: _statuses(backends, [short], JobStatus.RUNNING, 1),
+            timeout=15,
+            what="the short job taken again",
+        )
+        assert (await backends.repo.get(long)).status is JobStatus.RUNNING  # lease expires later
+    finally:
+        await worker.stop(grace_seconds=0)
+        await backends.close()
