@@ -6,8 +6,9 @@ import argparse
 import json
 from uuid import UUID
 
-from shared.backends import open_backends
+from shared.backends import Backends, open_backends
 from shared.errors import InvalidPayload
+from shared.outbox import publish_pending
 from shared.payload import parse_payload
 from shared.settings import Settings
 
@@ -35,32 +36,48 @@ async def run_dlq(args: argparse.Namespace) -> int:
             return 0
         # replay
         if args.job:
-            targets = [UUID(args.job)]
-        else:
-            targets = []
-            for letter in await backends.broker.take_dead_letters(limit=args.limit):
-                try:
-                    targets.append(parse_payload(letter.body))
-                except InvalidPayload:
-                    print(
-                        json.dumps(
-                            {
-                                "dropped": letter.body.decode("utf-8", "replace")[:200],
-                                "reason": letter.reason,
-                            }
-                        )
+            replayed = int(await _replay(backends, UUID(args.job)))
+            print(f"replayed {replayed} of 1")
+            return 0
+        # One letter at a time: taking a letter removes it from the queue, so
+        # a failure mid-way puts only the one in hand back, not a batch.
+        replayed = taken = 0
+        while taken < args.limit:
+            letters = await backends.broker.take_dead_letters(limit=1)
+            if not letters:
+                break
+            letter, taken = letters[0], taken + 1
+            try:
+                job_id = parse_payload(letter.body)
+            except InvalidPayload:
+                print(
+                    json.dumps(
+                        {
+                            "dropped": letter.body.decode("utf-8", "replace")[:200],
+                            "reason": letter.reason,
+                        }
                     )
-        replayed = 0
-        for job_id in targets:
-            job = await backends.repo.replay(job_id)
-            if job is None:
-                print(json.dumps({"job_id": str(job_id), "replayed": False, "why": "not failed"}))
+                )
                 continue
-            await backends.broker.publish_job(job_id)
-            await backends.repo.mark_published(job_id)
-            replayed += 1
-            print(json.dumps({"job_id": str(job_id), "replayed": True}))
-        print(f"replayed {replayed} of {len(targets)}")
+            try:
+                replayed += await _replay(backends, job_id)
+            except BaseException:
+                await backends.broker.publish_dead(
+                    letter.body, reason=letter.reason, job_id=letter.job_id, attempt=letter.attempt
+                )
+                raise
+        print(f"replayed {replayed} of {taken}")
         return 0
     finally:
         await backends.close()
+
+
+async def _replay(backends: Backends, job_id: UUID) -> bool:
+    """failed -> pending, then publish; ``False`` if the job is not failed."""
+    job = await backends.repo.replay(job_id)
+    if job is None:
+        print(json.dumps({"job_id": str(job_id), "replayed": False, "why": "not failed"}))
+        return False
+    await publish_pending(backends.broker, backends.repo, job_id, attempt=job.attempts)
+    print(json.dumps({"job_id": str(job_id), "replayed": True}))
+    return True
