@@ -233,6 +233,11 @@ async def submit(
             request_hash=request_hash,
             **params,
         )
+    except DependencyUnavailable:
+        found = await _created_anyway(backends, job_id, key)
+        if found is None:
+            raise
+        job = found
     except BaseException:
         await backends.store.delete(key)  # nothing left behind
         raise
@@ -266,6 +271,25 @@ async def submit(
     # Outbox bookkeeping the client does not wait for: after the 202.
     response.background = BackgroundTask(_mark_published, backends, job_id)
     return response
+
+
+async def _created_anyway(backends: Backends, job_id: UUID, key: str) -> Job | None:
+    """The job, if its INSERT committed although ``create`` failed.
+
+    A timeout or a connection lost while the commit was under way leaves the
+    row in doubt. Found: go on with it (the client gets its 202). Not found:
+    remove the upload. Cannot tell: keep the upload, since deleting it would
+    doom a job that may exist (the outbox would publish it and the worker
+    fail it for a missing input); an orphan object is the smaller harm.
+    """
+    try:
+        job = await backends.repo.get(job_id)
+    except DependencyUnavailable:
+        log.warning("job.create_uncertain", extra={"job_id": str(job_id), "input": key})
+        return None
+    if job is None:
+        await backends.store.delete(key)
+    return job
 
 
 async def _check_in_flight(

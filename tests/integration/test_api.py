@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from services.api.app import create_app
-from shared.backends import open_backends
+from shared.backends import Backends, open_backends
+from shared.errors import DependencyUnavailable
 from tests.support.services import queue_depth
 
 pytestmark = pytest.mark.integration
@@ -168,3 +169,41 @@ async def test_readiness_names_each_dependency(api):
     assert response.status_code == 200
     assert response.json()["checks"] == {"database": "ok", "broker": "ok", "store": "ok"}
     assert (await api.get("/healthz")).json() == {"status": "ok"}
+
+
+class _CommitThenLoseConnection:
+    """The real repository, but the connection drops just after the INSERT
+    commits: the api cannot know whether the job exists."""
+
+    def __init__(self, repo) -> None:
+        self._repo = repo
+
+    def __getattr__(self, name):
+        return getattr(self._repo, name)
+
+    async def create(self, **kwargs):
+        await self._repo.create(**kwargs)
+        raise DependencyUnavailable("database", "ConnectionDoesNotExistError")
+
+
+async def test_a_submit_whose_commit_is_in_doubt_keeps_its_job_and_its_input(
+    settings, services_ready, sample_mp4
+):
+    real = await open_backends(settings, app_id="videoq-api")
+    app = create_app(settings)
+    app.state.backends = Backends(
+        repo=_CommitThenLoseConnection(real.repo), broker=real.broker, store=real.store
+    )
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://videoq") as api:
+            response = await api.post(
+                "/video/submit", files={"file": ("a.mp4", sample_mp4.read_bytes(), "video/mp4")}
+            )
+        # The row was there: the client gets its job, and the worker its input.
+        assert response.status_code == 202, response.text
+        job_id = uuid.UUID(response.json()["job_id"])
+        assert (await real.repo.get(job_id)) is not None
+        assert await real.store.exists(f"inputs/{job_id}.mp4")
+    finally:
+        await real.close()
