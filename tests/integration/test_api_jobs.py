@@ -11,6 +11,7 @@ import pytest
 from services.api.app import create_app
 from shared.backends import open_backends
 from shared.repository import connect_repository
+from tests.support.jobs import add_job
 
 pytestmark = pytest.mark.integration
 
@@ -91,18 +92,7 @@ async def test_listing_pages_through_120_jobs_without_duplicates_or_gaps_while_j
     repo = await connect_repository(settings.database_url.get_secret_value(), migrate=False)
 
     async def add(n: int) -> list[uuid.UUID]:
-        ids = []
-        for _ in range(n):
-            job_id = uuid.uuid4()
-            await repo.create(
-                job_id=job_id,
-                input_path=f"inputs/{job_id}.mp4",
-                pipeline="basic",
-                options={},
-                input_bytes=1,
-            )
-            ids.append(job_id)
-        return ids
+        return [await add_job(repo) for _ in range(n)]
 
     existing = await add(120)
     seen: list[str] = []

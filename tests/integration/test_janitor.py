@@ -12,6 +12,7 @@ from shared.jobs import JobStatus
 from shared.metrics import Metrics
 from shared.repository import connect_repository
 from shared.settings import Settings
+from tests.support.jobs import add_job
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +35,7 @@ async def test_a_requeued_job_reads_pending_to_whoever_receives_its_message(amqp
     broker = await _WatchingBroker.connect(settings, app_id="videoq-test")
     broker.seen, broker.repo = {}, repo
     try:
-        job_id = uuid.uuid4()
-        await repo.create(
-            job_id=job_id,
-            input_path=f"inputs/{job_id}.mp4",
-            pipeline="basic",
-            options={},
-            input_bytes=1,
-        )
+        job_id = await add_job(repo)
         await repo.claim(job_id, owner="crashed-worker", lease_seconds=0.01)
         await asyncio.sleep(0.05)
 
@@ -68,15 +62,7 @@ async def test_a_failed_jobs_owed_dead_letter_copy_is_parked_once_and_cancelled_
     repo = await connect_repository(database_url, migrate=True)
     broker = await AmqpBroker.connect(settings, app_id="videoq-test")
     try:
-        owed, cancelled = uuid.uuid4(), uuid.uuid4()
-        for job_id in (owed, cancelled):
-            await repo.create(
-                job_id=job_id,
-                input_path=f"inputs/{job_id}.mp4",
-                pipeline="basic",
-                options={},
-                input_bytes=1,
-            )
+        owed, cancelled = await add_job(repo), await add_job(repo)
         # The worker failed it but could not publish its copy (broker away).
         await repo.claim(owed, owner="w", lease_seconds=30)
         await repo.fail(owed, owner="w", error="Unable to read video file")
@@ -116,15 +102,8 @@ async def test_after_a_database_outage_workers_get_one_lease_to_renew_theirs(
     flaky = _DatabaseAway(repo)
     janitor = Janitor(settings=settings, repo=flaky, broker=broker, metrics=Metrics())
     try:
-        renewed, abandoned = uuid.uuid4(), uuid.uuid4()
+        renewed, abandoned = await add_job(repo), await add_job(repo)
         for job_id in (renewed, abandoned):
-            await repo.create(
-                job_id=job_id,
-                input_path=f"inputs/{job_id}.mp4",
-                pipeline="basic",
-                options={},
-                input_bytes=1,
-            )
             await repo.claim(job_id, owner="worker", lease_seconds=0.2)
         # The database goes away for longer than the leases: nobody can renew.
         flaky.away = True

@@ -76,11 +76,12 @@ async def _submit(backends: Backends, sample_mp4, *, pipeline: str, max_frames: 
     return job_id
 
 
-def _worker(settings, backends: Backends, name: str) -> Worker:
+def _worker(settings, backends: Backends, name: str, *, repo=None, broker=None) -> Worker:
+    """A worker on ``backends``, or on a ``repo`` / ``broker`` a test wraps."""
     return Worker(
         settings=settings,
-        repo=backends.repo,
-        broker=backends.broker,
+        repo=repo if repo is not None else backends.repo,
+        broker=broker if broker is not None else backends.broker,
         store=backends.store,
         analyzer=build_analyzer(settings),
         metrics=Metrics(),
@@ -119,15 +120,7 @@ async def test_a_busy_worker_hands_the_next_job_to_an_idle_one(settings, sample_
 async def test_a_worker_keeps_consuming_through_short_jobs(settings, sample_mp4):
     backends = await open_backends(settings, app_id="w")
     broker = await _CountingBroker.connect(settings, app_id="counting")
-    worker = Worker(
-        settings=settings,
-        repo=backends.repo,
-        broker=broker,
-        store=backends.store,
-        analyzer=build_analyzer(settings),
-        metrics=Metrics(),
-        worker_id="w",
-    )
+    worker = _worker(settings, backends, "w", broker=broker)
     try:
         await worker.start()
         ids = [await _submit(backends, sample_mp4, pipeline="noop", max_frames=2) for _ in range(8)]
@@ -152,15 +145,7 @@ async def test_a_worker_waits_out_a_database_outage_with_the_message_in_hand(set
     broker = await _RecordingBroker.connect(settings, app_id="recording")
     broker.redelivered, broker.returns = [], []
     repo = _DatabaseAwayForClaims(backends.repo, failures=3)  # 0.5 + 1 + 2 s of outage
-    worker = Worker(
-        settings=settings,
-        repo=repo,
-        broker=broker,
-        store=backends.store,
-        analyzer=build_analyzer(settings),
-        metrics=Metrics(),
-        worker_id="w",
-    )
+    worker = _worker(settings, backends, "w", repo=repo, broker=broker)
     try:
         await worker.start()
         job_id = await _submit(backends, sample_mp4, pipeline="noop", max_frames=2)
@@ -184,15 +169,7 @@ async def test_a_stopping_worker_hands_back_at_once_a_message_waiting_for_the_da
 ):
     backends = await open_backends(settings, app_id="w")
     repo = _DatabaseAwayForClaims(backends.repo, failures=1_000)
-    stuck = Worker(
-        settings=settings,
-        repo=repo,
-        broker=backends.broker,
-        store=backends.store,
-        analyzer=build_analyzer(settings),
-        metrics=Metrics(),
-        worker_id="stuck",
-    )
+    stuck = _worker(settings, backends, "stuck", repo=repo)
     other = _worker(settings, backends, "other")
     try:
         await stuck.start()
@@ -226,15 +203,7 @@ async def test_a_message_handed_back_often_is_published_afresh_before_its_delive
     broker = await _RecordingBroker.connect(settings, app_id="recording")
     broker.redelivered, broker.returns = [], []
     repo = _DatabaseAwayForClaims(backends.repo, failures=1)
-    worker = Worker(
-        settings=settings,
-        repo=repo,
-        broker=broker,
-        store=backends.store,
-        analyzer=build_analyzer(settings),
-        metrics=Metrics(),
-        worker_id="w",
-    )
+    worker = _worker(settings, backends, "w", repo=repo, broker=broker)
     try:
         job_id = await _submit(backends, sample_mp4, pipeline="noop", max_frames=2)
         # Other workers handed it back 4 times already (limit 10).
@@ -281,15 +250,7 @@ async def test_a_paused_worker_consumes_again_after_a_job_that_ended_in_a_bug(
     monkeypatch.setenv("VIDEOQ_TEST_SLOW_SECONDS", "0.3")
     settings = settings.model_copy(update={"worker_handoff_seconds": 0.3, "lease_seconds": 30})
     backends = await open_backends(settings, app_id="w")
-    worker = Worker(
-        settings=settings,
-        repo=_OutcomeCannotBeRecorded(backends.repo),
-        broker=backends.broker,
-        store=backends.store,
-        analyzer=build_analyzer(settings),
-        metrics=Metrics(),
-        worker_id="w",
-    )
+    worker = _worker(settings, backends, "w", repo=_OutcomeCannotBeRecorded(backends.repo))
     try:
         long = await _submit(backends, sample_mp4, pipeline="slow", max_frames=3)
         short = await _submit(backends, sample_mp4, pipeline="noop", max_frames=2)

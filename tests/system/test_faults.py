@@ -20,6 +20,7 @@ import pytest
 
 from services.cli.client import Client
 from shared.repository import connect_repository
+from tests.support.jobs import add_job
 from tests.support.proxy import TcpProxy
 from tests.support.services import queue_depth
 from tests.support.stack import Stack, _env
@@ -310,13 +311,7 @@ def test_two_janitors_publish_each_stranded_job_once(stack, settings, services_r
         repo = await connect_repository(settings.database_url.get_secret_value(), migrate=True)
         ids = [uuid.uuid4() for _ in range(n)]
         for job_id in ids:
-            await repo.create(
-                job_id=job_id,
-                input_path=f"inputs/{job_id}.mp4",
-                pipeline="basic",
-                options={},
-                input_bytes=1,
-            )
+            await add_job(repo, job_id)
         await repo.close()
         return ids
 
