@@ -144,10 +144,13 @@ class Worker:
             self._retry_resume.cancel()
         await self._pause()
         if self._running:
-            log.info(
-                "worker.draining",
-                extra={"jobs": [str(j) for j in self._running], "grace_seconds": grace_seconds},
-            )
+            # One line per job, each with its job_id field: a search for a job
+            # finds that it was drained.
+            for job_id in self._running:
+                log.info(
+                    "worker.draining",
+                    extra={"job_id": str(job_id), "grace_seconds": grace_seconds},
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), grace_seconds)
         for running in self._running.values():
