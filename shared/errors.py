@@ -54,6 +54,11 @@ class DependencyUnavailable(TransientError):
 class JobTimedOut(TransientError):
     """The job ran longer than the per-job time limit."""
 
+    @classmethod
+    def after(cls, limit_seconds: float) -> JobTimedOut:
+        """The error for a job stopped at ``limit_seconds`` (what its row says)."""
+        return cls(f"Job exceeded the time limit of {limit_seconds:g} s")
+
 
 class PermanentError(VideoqError):
     """Will fail the same way every time: the job fails at once."""

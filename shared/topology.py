@@ -13,6 +13,7 @@ from typing import Any
 from shared.settings import Settings
 
 __all__ = [
+    "DEAD_LETTER_LOOKS",
     "PROCESS_KEY",
     "Binding",
     "Exchange",
@@ -24,6 +25,8 @@ __all__ = [
 
 #: Routing key of new work on the jobs exchange.
 PROCESS_KEY = "process"
+#: How often an operator may list a parked message before RabbitMQ drops it.
+DEAD_LETTER_LOOKS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,16 @@ def build_topology(settings: Settings) -> Topology:
                 }
             ),
         ),
-        # The parking lot keeps messages until an operator acts. Classic, not
-        # quorum: an operator listing it hands messages back, and on 4.x a
-        # quorum queue drops a message after 20 such returns.
-        Queue(settings.queue_dead, {"x-queue-type": "classic"}),
+        # The parking lot keeps messages until an operator acts. Quorum, like
+        # the rest: a classic queue lives on one node, and while that node is
+        # down every declare and publish that touches it blocks. Listing it
+        # hands each message back, which counts toward a delivery limit (20
+        # by default on 4.x, and -1 means "drop at once" on 3.x), so the
+        # limit is set out of reach of any number of looks.
+        Queue(
+            settings.queue_dead,
+            {"x-queue-type": "quorum", "x-delivery-limit": DEAD_LETTER_LOOKS},
+        ),
     ]
     bindings = [
         Binding(settings.exchange_jobs, settings.queue_process, PROCESS_KEY),

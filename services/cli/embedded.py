@@ -21,7 +21,7 @@ import uvicorn
 
 from services.api.app import create_app
 from services.janitor.janitor import Janitor
-from services.worker.main import build_analyzer
+from services.worker.main import build_pipelines
 from services.worker.worker import Worker
 from shared.backends import Backends
 from shared.broker import MemoryBroker
@@ -103,7 +103,7 @@ async def embedded_stack(
             repo=repo,
             broker=backends.broker,
             store=backends.store,
-            analyzer=build_analyzer(settings),
+            pipelines=build_pipelines(settings),
             metrics=metrics,
             worker_id=f"dev:{os.getpid()}",
         )

@@ -1,29 +1,23 @@
 """``videoq-worker``: consume the work queue (what the worker container runs).
 
 On SIGTERM it stops consuming, lets the job in hand finish within
-``VIDEOQ_SHUTDOWN_GRACE_SECONDS``, hands it back otherwise, and exits 0.
+``VIDEOQ_SHUTDOWN_GRACE_SECONDS``, releases it otherwise, and exits 0.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import socket
 
 from services.worker.worker import Worker
-from shared.backends import open_backends
-from shared.logs import configure_logging
+from shared.backends import Backends
 from shared.metrics import Metrics
-from shared.ops_http import OpsPortUnavailable, serve_ops
 from shared.pipeline import VideoFilePipelineService, load_registry
-from shared.runtime import wait_for_signal
+from shared.runtime import Stop, run_service
 from shared.settings import Settings
 
-log = logging.getLogger("videoq.worker")
 
-
-def build_analyzer(settings: Settings) -> VideoFilePipelineService:
+def build_pipelines(settings: Settings) -> VideoFilePipelineService:
     return VideoFilePipelineService.from_settings(
         settings,
         registry=load_registry(plugins=settings.plugins),
@@ -33,43 +27,26 @@ def build_analyzer(settings: Settings) -> VideoFilePipelineService:
     )
 
 
-async def run(settings: Settings) -> None:
-    metrics = Metrics()
-    worker_id = f"{socket.gethostname()}:{os.getpid()}"
-    backends = await open_backends(settings, app_id="videoq-worker")
-    ops = None
-    try:
-        if settings.ops_port:
-            ops = await serve_ops(
-                host="0.0.0.0", port=settings.ops_port, metrics=metrics, ready=backends.check
-            )
-        worker = Worker(
-            settings=settings,
-            repo=backends.repo,
-            broker=backends.broker,
-            store=backends.store,
-            analyzer=build_analyzer(settings),
-            metrics=metrics,
-            worker_id=worker_id,
-        )
-        await worker.start()
-        sig = await wait_for_signal()
-        log.info("worker.signal", extra={"signal": sig.name})
+async def start(settings: Settings, backends: Backends, metrics: Metrics) -> Stop:
+    worker = Worker(
+        settings=settings,
+        repo=backends.repo,
+        broker=backends.broker,
+        store=backends.store,
+        pipelines=build_pipelines(settings),
+        metrics=metrics,
+        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    await worker.start()
+
+    async def stop() -> None:
         await worker.stop(grace_seconds=settings.shutdown_grace_seconds)
-    finally:
-        if ops is not None:
-            ops.close()
-        await backends.close()
+
+    return stop
 
 
 def main() -> None:
-    settings = Settings()
-    configure_logging(service="worker", fmt=settings.log_format, level=settings.log_level)
-    try:
-        asyncio.run(run(settings))
-    except OpsPortUnavailable as exc:
-        log.error("worker.start_failed", extra={"error": str(exc)})
-        raise SystemExit(1) from None
+    run_service("worker", start)
 
 
 if __name__ == "__main__":

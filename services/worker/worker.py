@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import tempfile
 import threading
@@ -53,16 +54,25 @@ _CLAIM_RETRY_FIRST_SECONDS = 0.5
 _CLAIM_RETRY_MAX_SECONDS = 15.0
 
 
+class StopReason(enum.Enum):
+    """Why a job in hand is asked to stop before it ends by itself."""
+
+    TIMEOUT = "timeout"  # ran past job_timeout_seconds: fails or retries
+    CANCELLED = "cancelled"  # its owner asked: fails as cancelled
+    SHUTDOWN = "shutdown"  # the worker stops: released for another worker
+    LEASE_LOST = "lease lost"  # the janitor gave it to another worker: let go
+
+
 class _RunningJob:
     """Bookkeeping for one job in hand: why it should stop, its progress."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        self.stop_reason: str | None = None
+        self.stop_reason: StopReason | None = None
         self.progress: float | None = None
         self._flag = threading.Event()
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: StopReason) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
         self._flag.set()
@@ -81,7 +91,7 @@ class Worker:
         repo: JobRepository,
         broker: Broker,
         store: ObjectStore,
-        analyzer: VideoFilePipelineService,
+        pipelines: VideoFilePipelineService,
         metrics: Metrics,
         worker_id: str,
     ) -> None:
@@ -89,7 +99,7 @@ class Worker:
         self._repo = repo
         self._broker = broker
         self._store = store
-        self._analyzer = analyzer
+        self._pipelines = pipelines
         self._metrics = metrics
         self.worker_id = worker_id
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
@@ -154,7 +164,7 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), grace_seconds)
         for running in self._running.values():
-            running.stop("shutdown")
+            running.stop(StopReason.SHUTDOWN)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         log.info("worker.stopped", extra={"worker_id": self.worker_id})
@@ -174,7 +184,7 @@ class Worker:
             if not delivery.settled:
                 await asyncio.sleep(1)
                 with contextlib.suppress(Exception):
-                    await delivery.requeue()
+                    await delivery.hand_back()
         finally:
             if task is not None:
                 self._tasks.discard(task)
@@ -188,7 +198,7 @@ class Worker:
         if not await self._wait_for_slot():
             # Handed back: the jobs in hand are long, or the worker is stopping.
             await self._pause()
-            await self._hand_back(delivery, job_id)
+            await delivery.hand_back()
             if not self._stopping.is_set():
                 log.info("message.handed_back", extra={"job_id": str(job_id)})
                 if not self._slots.locked():  # a slot freed while pausing
@@ -199,7 +209,7 @@ class Worker:
                 job = await self._claim(job_id)
             except DependencyUnavailable:
                 # Stopping, or the database stayed away: back to the queue.
-                await self._hand_back(delivery, job_id)
+                await delivery.hand_back()
                 return
             if job is None:
                 await self._drop(delivery, job_id)
@@ -208,6 +218,9 @@ class Worker:
             self._running[job_id] = running
             self._idle.clear()
             try:
+                # The claim holds the job from here: if the connection is gone
+                # and the ack with it, the redelivered copy finds the job
+                # taken and is dropped, while this one runs on.
                 await delivery.ack()
                 await self._run(running)
             finally:
@@ -220,30 +233,6 @@ class Worker:
             # hand-back would otherwise never consume again.
             if not self._consuming and not self._stopping.is_set():
                 await self._resume()
-
-    async def _hand_back(self, delivery: Delivery, job_id: UUID) -> None:
-        """Give an unclaimed delivery back for another worker.
-
-        A requeue keeps the message's place in the queue, but RabbitMQ 3.x
-        counts every return toward the work queue's delivery limit, which is
-        there to catch crash loops. With many busy workers a message can be
-        handed back several times (4 times with 10 workers on short jobs,
-        measured), so once it has used half the limit it is published afresh
-        instead (a new message, at the tail) and this delivery acked: waiting
-        never dead-letters a job. If that publish fails, requeue after all.
-        """
-        returns = int(delivery.headers.get("x-delivery-count") or 0)
-        if returns + 1 < self._settings.delivery_limit // 2:
-            await delivery.requeue()
-            return
-        try:
-            attempt = int(delivery.headers.get("attempt") or 0)
-            await self._broker.publish_job(job_id, attempt=attempt)
-        except (DependencyUnavailable, ValueError):
-            await delivery.requeue()
-            return
-        await delivery.ack()
-        log.info("message.republished", extra={"job_id": str(job_id), "returns": returns})
 
     async def _claim(self, job_id: UUID) -> Job | None:
         """Claim the job, waiting out a database outage with the message in hand.
@@ -375,7 +364,7 @@ class Worker:
 
         work = asyncio.create_task(
             asyncio.to_thread(
-                self._analyzer.analyze,
+                self._pipelines.analyze,
                 source,
                 target,
                 job_id=job.job_id,
@@ -391,12 +380,17 @@ class Worker:
                 asyncio.shield(work), self._settings.job_timeout_seconds
             )
         except TimeoutError:
-            running.stop("timeout")
+            running.stop(StopReason.TIMEOUT)
             with contextlib.suppress(Exception):
                 await work  # the thread notices the flag at its next frame
-            raise JobTimedOut(
-                f"Job exceeded the time limit of {self._settings.job_timeout_seconds:g} s"
-            ) from None
+            raise JobTimedOut.after(self._settings.job_timeout_seconds) from None
+        except asyncio.CancelledError:
+            # Never leave the thread running on without its job: its files
+            # are in ``tmp``, which goes away with this frame.
+            running.stop(StopReason.SHUTDOWN)
+            with contextlib.suppress(Exception):
+                await work
+            raise
         frames = getattr(summary, "frames_sampled", 0)
         self._metrics.frames_processed.labels(job.pipeline).inc(frames)
         key = results_key(job.job_id)
@@ -429,30 +423,26 @@ class Worker:
                 continue
             if current is None:
                 log.warning("job.lease_lost", extra={"job_id": str(job_id)})
-                running.stop("lease lost")
+                running.stop(StopReason.LEASE_LOST)
                 return
             if current.cancel_requested and running.stop_reason is None:
                 log.info("job.cancel_requested", extra={"job_id": str(job_id)})
-                running.stop("cancelled")
+                running.stop(StopReason.CANCELLED)
             # Beating on after a cancel keeps the lease until the job stops:
             # a download or upload in progress does not look at the flag.
 
     async def _interrupted(self, running: _RunningJob) -> str:
         job = running.job
-        extra = {"job_id": str(job.job_id), "reason": running.stop_reason}
-        if running.stop_reason == "timeout":
-            return await self._failed(
-                job,
-                JobTimedOut(
-                    f"Job exceeded the time limit of {self._settings.job_timeout_seconds:g} s"
-                ),
-            )
-        if running.stop_reason == "cancelled":
+        reason = running.stop_reason
+        extra = {"job_id": str(job.job_id), "reason": reason.value if reason else None}
+        if reason is StopReason.TIMEOUT:
+            return await self._failed(job, JobTimedOut.after(self._settings.job_timeout_seconds))
+        if reason is StopReason.CANCELLED:
             if await self._repo.fail(job.job_id, owner=self.worker_id, error=CANCELLED):
                 self._metrics.jobs_cancelled.labels(job.pipeline).inc()
                 log.info("job.cancelled", extra=extra)
             return "cancelled"
-        if running.stop_reason != "shutdown":
+        if reason is not StopReason.SHUTDOWN:
             log.warning("job.abandoned", extra=extra)  # someone else owns it now
             return "lost"
         released = await self._repo.release(job.job_id, owner=self.worker_id)

@@ -1,14 +1,24 @@
 """RabbitMQ (aio-pika) adapter of the broker port.
 
-The connection is robust (it reconnects and re-declares by itself); the
-channel has publisher confirms and ``on_return_raises``, so an unroutable or
-unconfirmed publish raises instead of vanishing.
+The connection is robust (it reconnects by itself); the channel has
+publisher confirms and ``on_return_raises``, so an unroutable or unconfirmed
+publish raises instead of vanishing.
+
+The topology is declared once, at connect. On a reconnect only the work
+queue is declared again (its consumer comes back with it): re-declaring a
+queue whose node is down blocks the channel, and with it every publish, for
+as long as RabbitMQ takes to give up (about 70 s on 4.0).
+
+What RabbitMQ-specific policy the services need lives here too: how a
+delivery is handed back without using up the work queue's delivery limit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -51,6 +61,16 @@ _FAILURES = (
 )
 
 
+@contextlib.contextmanager
+def _unavailable(doing: str = "") -> Iterator[None]:
+    """Translate the client library's failures into ``DependencyUnavailable``."""
+    try:
+        yield
+    except _FAILURES as exc:
+        detail = f"{doing} failed: {type(exc).__name__}" if doing else type(exc).__name__
+        raise DependencyUnavailable("broker", detail) from None
+
+
 class AmqpBroker:
     """``Broker`` on RabbitMQ. Build it with ``await AmqpBroker.connect(...)``."""
 
@@ -71,6 +91,8 @@ class AmqpBroker:
         self._exchanges: dict[str, AbstractExchange] = {}
         self._queues: dict[str, AbstractQueue] = {}
         self._consumer_tag: str | None = None
+        #: The tasks handling deliveries (a reference keeps each alive).
+        self._handlers: set[asyncio.Future[None]] = set()
 
     @classmethod
     async def connect(cls, settings: Settings, *, app_id: str) -> AmqpBroker:
@@ -87,34 +109,36 @@ class AmqpBroker:
             client_properties={"connection_name": app_id},
         )
         try:
-            await connection.connect(timeout=10)
-        except _FAILURES as exc:
+            with _unavailable():
+                await connection.connect(timeout=10)
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                broker = cls(
+                    connection=connection,
+                    channel=channel,
+                    topology=build_topology(settings),
+                    settings=settings,
+                    app_id=app_id,
+                )
+                await broker._declare()
+        except DependencyUnavailable:
             with contextlib.suppress(*_FAILURES):
                 await connection.close()
-            raise DependencyUnavailable("broker", type(exc).__name__) from None
-        try:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            broker = cls(
-                connection=connection,
-                channel=channel,
-                topology=build_topology(settings),
-                settings=settings,
-                app_id=app_id,
-            )
-            await broker._declare()
-        except _FAILURES as exc:
-            await connection.close()
-            raise DependencyUnavailable("broker", type(exc).__name__) from None
+            raise
         return broker
 
     async def _declare(self) -> None:
+        # robust=False: not declared again on a reconnect (see the module doc).
+        # The exchanges and queues are durable; they outlive the connection.
         for ex in self._topology.exchanges:
             self._exchanges[ex.name] = await self._channel.declare_exchange(
-                ex.name, _EXCHANGE_TYPES[ex.type], durable=True
+                ex.name, _EXCHANGE_TYPES[ex.type], durable=True, robust=False
             )
         for q in self._topology.queues:
             self._queues[q.name] = await self._channel.declare_queue(
-                q.name, durable=True, arguments=q.arguments
+                q.name,
+                durable=True,
+                arguments=q.arguments,
+                robust=q.name == self._settings.queue_process,
             )
         for b in self._topology.bindings:
             await self._queues[b.queue].bind(self._exchanges[b.exchange], routing_key=b.routing_key)
@@ -129,12 +153,10 @@ class AmqpBroker:
     async def _publish(
         self, exchange: str, routing_key: str, message: aio_pika.Message, *, mandatory: bool = True
     ) -> None:
-        try:
+        with _unavailable("publish"):
             await self._exchanges[exchange].publish(
                 message, routing_key=routing_key, mandatory=mandatory, timeout=_PUBLISH_TIMEOUT
             )
-        except _FAILURES as exc:
-            raise DependencyUnavailable("broker", f"publish failed: {type(exc).__name__}") from None
 
     def _message(
         self, body: bytes, *, message_id: str | None, headers: dict[str, Any]
@@ -187,34 +209,70 @@ class AmqpBroker:
         )
 
     async def consume(self, handler: Handler, *, prefetch: int) -> None:
-        try:
+        with _unavailable():
             await self._channel.set_qos(prefetch_count=prefetch)
-        except _FAILURES as exc:
-            raise DependencyUnavailable("broker", type(exc).__name__) from None
         queue = self._queues[self._settings.queue_process]
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            async def ack() -> None:
-                await message.ack()
+            # aiormq runs this callback in a task of the channel's and cancels
+            # it when the channel closes: the handler gets a task of its own,
+            # or a connection loss would kill the job in hand.
+            delivery = Delivery(
+                body=message.body,
+                message_id=message.message_id,
+                headers=dict(message.headers or {}),
+                redelivered=bool(message.redelivered),
+                _ack=lambda: self._settle(message, message.ack(), "ack"),
+                _hand_back=lambda: self._hand_back(message),
+            )
+            task = asyncio.ensure_future(handler(delivery))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
 
-            async def requeue() -> None:
-                await message.nack(requeue=True)
+        with _unavailable():
+            self._consumer_tag = await queue.consume(on_message)
 
-            await handler(
-                Delivery(
-                    body=message.body,
-                    message_id=message.message_id,
-                    headers=dict(message.headers or {}),
-                    redelivered=bool(message.redelivered),
-                    _ack=ack,
-                    _requeue=requeue,
-                )
+    async def _settle(self, message: AbstractIncomingMessage, settling: Any, how: str) -> None:
+        """Ack or return ``message``; if its channel is gone, the broker has
+        taken it back already and will deliver it again: nothing to do."""
+        try:
+            await settling
+        except (*_FAILURES, aio_pika.exceptions.ChannelInvalidStateError) as exc:
+            log.warning(
+                "message.settle_skipped",
+                extra={"job_id": message.message_id, "settle": how, "error": type(exc).__name__},
             )
 
-        try:
-            self._consumer_tag = await queue.consume(on_message)
-        except _FAILURES as exc:
-            raise DependencyUnavailable("broker", type(exc).__name__) from None
+    async def _hand_back(self, message: AbstractIncomingMessage) -> None:
+        """Return an unprocessed message without using up its delivery limit.
+
+        A requeue keeps the message's place in the queue, but RabbitMQ 3.x
+        counts every return toward the work queue's delivery limit (4.x
+        counts them too, from ``x-delivery-count``). With many busy workers
+        a message can be handed back several times (4 times with 10 workers
+        on short jobs, measured), so once it has used half the limit it is
+        published afresh (a new message, at the tail) and the old one acked:
+        waiting never dead-letters a job. If that publish fails, requeue.
+        """
+        count = (message.headers or {}).get("x-delivery-count")
+        returns = count if isinstance(count, int) else 0
+        if returns + 1 >= self._settings.delivery_limit // 2:
+            try:
+                fresh = self._message(
+                    message.body,
+                    message_id=message.message_id,
+                    headers={"attempt": (message.headers or {}).get("attempt", 0)},
+                )
+                await self._publish(self._settings.exchange_jobs, PROCESS_KEY, fresh)
+            except DependencyUnavailable:
+                pass
+            else:
+                await self._settle(message, message.ack(), "ack")
+                log.info(
+                    "message.republished", extra={"job_id": message.message_id, "returns": returns}
+                )
+                return
+        await self._settle(message, message.nack(requeue=True), "hand back")
 
     async def stop_consuming(self) -> None:
         if self._consumer_tag is not None:
@@ -226,31 +284,32 @@ class AmqpBroker:
 
     async def _get_dead(self, *, limit: int, remove: bool) -> list[DeadLetter]:
         # A channel of its own: closing it hands back whatever was not acked.
-        channel = await self._connection.channel()
+        with _unavailable():
+            channel = await self._connection.channel()
         found: list[DeadLetter] = []
         try:
-            queue = await channel.get_queue(self._settings.queue_dead, ensure=False)
-            while len(found) < limit:
-                message = await queue.get(no_ack=False, fail=False, timeout=5)
-                if message is None:
-                    break
-                headers = dict(message.headers or {})
-                attempt = headers.get("attempt")
-                found.append(
-                    DeadLetter(
-                        body=message.body,
-                        job_id=message.message_id,
-                        reason=str(headers.get("reason") or _death_reason(headers)),
-                        attempt=int(attempt) if isinstance(attempt, int) else None,
-                        headers=headers,
+            with _unavailable():
+                queue = await channel.get_queue(self._settings.queue_dead, ensure=False)
+                while len(found) < limit:
+                    message = await queue.get(no_ack=False, fail=False, timeout=5)
+                    if message is None:
+                        break
+                    headers = dict(message.headers or {})
+                    attempt = headers.get("attempt")
+                    found.append(
+                        DeadLetter(
+                            body=message.body,
+                            job_id=message.message_id,
+                            reason=str(headers.get("reason") or _death_reason(headers)),
+                            attempt=int(attempt) if isinstance(attempt, int) else None,
+                            headers=headers,
+                        )
                     )
-                )
-                if remove:
-                    await message.ack()
-        except _FAILURES as exc:
-            raise DependencyUnavailable("broker", type(exc).__name__) from None
+                    if remove:
+                        await message.ack()
         finally:
-            await channel.close()
+            with contextlib.suppress(*_FAILURES):
+                await channel.close()
         return found
 
     async def dead_letters(self, *, limit: int) -> list[DeadLetter]:
@@ -260,10 +319,8 @@ class AmqpBroker:
         return await self._get_dead(limit=limit, remove=True)
 
     async def purge_dead(self) -> int:
-        try:
+        with _unavailable():
             result = await self._queues[self._settings.queue_dead].purge()
-        except _FAILURES as exc:
-            raise DependencyUnavailable("broker", type(exc).__name__) from None
         return int(result.message_count or 0)
 
 

@@ -14,14 +14,16 @@ __all__ = ["Broker", "DeadLetter", "Delivery", "Handler"]
 
 @dataclass
 class Delivery:
-    """One message taken from the work queue."""
+    """One message taken from the work queue; settled once, by ``ack`` or
+    ``hand_back``. Neither raises: a delivery whose connection is gone is
+    back with the broker already."""
 
     body: bytes
     message_id: str | None
     headers: dict[str, Any]
     redelivered: bool
     _ack: Callable[[], Awaitable[None]]
-    _requeue: Callable[[], Awaitable[None]]
+    _hand_back: Callable[[], Awaitable[None]]
     #: Acked or handed back already (each message is settled once).
     settled: bool = False
 
@@ -31,11 +33,15 @@ class Delivery:
             self.settled = True
             await self._ack()
 
-    async def requeue(self) -> None:
-        """Hand the message back to the queue for another consumer."""
+    async def hand_back(self) -> None:
+        """Give the message back, unprocessed, for any consumer to take.
+
+        How is the adapter's business: waiting must never count against the
+        work queue's delivery limit, which is there to catch crash loops.
+        """
         if not self.settled:
             self.settled = True
-            await self._requeue()
+            await self._hand_back()
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
@@ -78,7 +84,13 @@ class Broker(Protocol):
         nobody has bound a queue for yet is not an error)."""
 
     async def consume(self, handler: Handler, *, prefetch: int) -> None:
-        """Start delivering work-queue messages to ``handler``."""
+        """Start delivering work-queue messages to ``handler``.
+
+        Each delivery runs in a task of its own that nothing but the handler
+        ends: a lost connection stops the deliveries, never the work. (The
+        broker takes back what was not acked; settling such a delivery later
+        does nothing.)
+        """
 
     async def stop_consuming(self) -> None:
         """Stop new deliveries (messages in hand stay in hand)."""

@@ -91,7 +91,8 @@ class MemoryBroker:
                 async def ack() -> None:  # a Delivery settles once
                     in_hand.release()
 
-                async def requeue(item: tuple[bytes, str | None, dict[str, Any]] = item) -> None:
+                async def hand_back(item: tuple[bytes, str | None, dict[str, Any]] = item) -> None:
+                    # No delivery limit here to spare: back to the queue.
                     self._work.put_nowait(item)
                     in_hand.release()
 
@@ -104,7 +105,7 @@ class MemoryBroker:
                             headers=headers,
                             redelivered=False,
                             _ack=ack,
-                            _requeue=requeue,
+                            _hand_back=hand_back,
                         )
                     )
                 )

@@ -9,7 +9,7 @@ import aio_pika
 import pytest
 
 from services.worker import worker as worker_module
-from services.worker.main import build_analyzer
+from services.worker.main import build_pipelines
 from services.worker.worker import Worker
 from shared.backends import Backends, open_backends
 from shared.broker import AmqpBroker
@@ -83,7 +83,7 @@ def _worker(settings, backends: Backends, name: str, *, repo=None, broker=None) 
         repo=repo if repo is not None else backends.repo,
         broker=broker if broker is not None else backends.broker,
         store=backends.store,
-        analyzer=build_analyzer(settings),
+        pipelines=build_pipelines(settings),
         metrics=Metrics(),
         worker_id=name,
     )

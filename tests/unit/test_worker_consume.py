@@ -37,7 +37,7 @@ async def test_a_worker_starts_consuming_once_the_broker_is_back(monkeypatch):
         repo=None,  # type: ignore[arg-type]  # never reached: no message is delivered
         broker=broker,
         store=None,  # type: ignore[arg-type]
-        analyzer=None,  # type: ignore[arg-type]
+        pipelines=None,  # type: ignore[arg-type]
         metrics=Metrics(),
         worker_id="w",
     )
