@@ -9,6 +9,7 @@ Adapters turn library errors into these at their boundary.
 from __future__ import annotations
 
 __all__ = [
+    "CannotStart",
     "DependencyUnavailable",
     "EmptyUpload",
     "InputMissing",
@@ -149,3 +150,11 @@ class InvalidParameter(RequestError):
 
 class JobInterrupted(VideoqError):
     """The job was asked to stop (shutdown, lease lost, time limit)."""
+
+
+# --- start-up -------------------------------------------------------------------
+
+
+class CannotStart(VideoqError):
+    """A service cannot start until an operator acts (the message says how);
+    waiting would not help, unlike ``DependencyUnavailable``."""

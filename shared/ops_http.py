@@ -10,12 +10,13 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 
+from shared.errors import CannotStart
 from shared.metrics import CONTENT_TYPE, Metrics
 
 __all__ = ["OpsPortUnavailable", "serve_ops"]
 
 
-class OpsPortUnavailable(Exception):
+class OpsPortUnavailable(CannotStart):
     """The health and metrics port cannot be listened on (taken, or not allowed)."""
 
 

@@ -4,8 +4,9 @@ worker and the janitor share.
 ``run_service`` builds the settings once, configures logging, opens the
 backends (waiting for each), serves the ops port (health and metrics),
 starts the service, waits for SIGTERM or SIGINT, stops it and closes
-everything, in that order. A taken ops port is one ``<service>.start_failed``
-line and exit status 1.
+everything, in that order. What waiting cannot cure (a taken ops port, a
+queue declared with other arguments) is one ``<service>.start_failed`` line
+and exit status 1.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from shared.backends import Backends, open_backends
+from shared.errors import CannotStart
 from shared.logs import configure_logging
 from shared.metrics import Metrics
-from shared.ops_http import OpsPortUnavailable, serve_ops
+from shared.ops_http import serve_ops
 from shared.settings import Settings
 
 __all__ = ["Start", "Stop", "run_service", "wait_for_signal"]
@@ -74,7 +76,7 @@ def run_service(service: str, start: Start) -> None:
     configure_logging(service=service, fmt=settings.log_format, level=settings.log_level)
     try:
         asyncio.run(serve(settings, service=service, start=start))
-    except OpsPortUnavailable as exc:
+    except CannotStart as exc:
         logging.getLogger(f"videoq.{service}").error(
             f"{service}.start_failed", extra={"error": str(exc)}
         )

@@ -35,7 +35,7 @@ from aio_pika.connection import make_url
 
 from shared.broker.base import DeadLetter, Handler
 from shared.broker.base import Delivery as Delivery
-from shared.errors import DependencyUnavailable
+from shared.errors import CannotStart, DependencyUnavailable
 from shared.jobs import JobEvent
 from shared.payload import CONTENT_TYPE, MESSAGE_TYPE, build_payload
 from shared.settings import Settings
@@ -120,7 +120,7 @@ class AmqpBroker:
                     app_id=app_id,
                 )
                 await broker._declare()
-        except DependencyUnavailable:
+        except (DependencyUnavailable, CannotStart):
             with contextlib.suppress(*_FAILURES):
                 await connection.close()
             raise
@@ -134,12 +134,21 @@ class AmqpBroker:
                 ex.name, _EXCHANGE_TYPES[ex.type], durable=True, robust=False
             )
         for q in self._topology.queues:
-            self._queues[q.name] = await self._channel.declare_queue(
-                q.name,
-                durable=True,
-                arguments=q.arguments,
-                robust=q.name == self._settings.queue_process,
-            )
+            try:
+                self._queues[q.name] = await self._channel.declare_queue(
+                    q.name,
+                    durable=True,
+                    arguments=q.arguments,
+                    robust=q.name == self._settings.queue_process,
+                )
+            except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                # Declared before with other arguments (an older version's
+                # classic parking lot): retrying cannot fix it, an operator can.
+                raise CannotStart(
+                    f"queue {q.name!r} exists with other arguments than {q.arguments}:"
+                    f" {exc.args[0] if exc.args else exc}; see docs/runbook.md,"
+                    " 'A queue declared with other arguments'"
+                ) from None
         for b in self._topology.bindings:
             await self._queues[b.queue].bind(self._exchanges[b.exchange], routing_key=b.routing_key)
 

@@ -8,7 +8,7 @@ import aio_pika
 import pytest
 
 from shared.broker import AmqpBroker
-from shared.errors import DependencyUnavailable
+from shared.errors import CannotStart, DependencyUnavailable
 from shared.payload import build_payload
 from shared.settings import Settings
 from shared.topology import build_topology
@@ -119,3 +119,20 @@ async def test_an_unreachable_broker_is_a_dependency_error():
     settings = Settings(amqp_url="amqp://guest:guest@127.0.0.1:1/")
     with pytest.raises(DependencyUnavailable):
         await AmqpBroker.connect(settings, app_id="t")
+
+
+async def test_a_parking_lot_left_classic_by_an_older_version_stops_start_up_with_the_fix(
+    amqp_settings,
+):
+    # Before 0.2 videoq.dead.jobs was a classic queue; RabbitMQ refuses to
+    # redeclare it as quorum, and no amount of waiting changes that.
+    connection = await aio_pika.connect(amqp_settings.amqp_url.get_secret_value())
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(
+            amqp_settings.queue_dead, durable=True, arguments={"x-queue-type": "classic"}
+        )
+    with pytest.raises(CannotStart) as raised:
+        await AmqpBroker.connect(amqp_settings, app_id="videoq-test")
+    assert amqp_settings.queue_dead in str(raised.value)
+    assert "docs/runbook.md" in str(raised.value)
