@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -43,6 +43,7 @@ import psutil  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests.support.services import Services, drop_vhost, new_vhost  # noqa: E402
 from tests.support.stack import Stack  # noqa: E402
+from tools.scratch_db import scratch_database  # noqa: E402
 
 __all__ = [
     "REPO",
@@ -134,29 +135,6 @@ def s3_endpoint(*, own: bool = False) -> Iterator[tuple[str, subprocess.Popen[by
         return
     with moto_server() as (url, proc):
         yield url, proc
-
-
-def _with_path(url: str, path: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + path, parts.query, ""))
-
-
-async def create_database(admin_url: str) -> tuple[str, str]:
-    name = f"videoq_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return name, _with_path(admin_url, name)
-
-
-async def drop_database(admin_url: str, name: str) -> None:
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 def empty_bucket(endpoint: str, bucket: str, *, remove: bool = True) -> None:
@@ -252,7 +230,10 @@ async def fresh_stack(s3: str, *, logs: Path | None = None, **overrides: Any):  
     """A ``BenchStack`` on a fresh vhost, database and bucket (nothing started yet)."""
     services = bench_services(s3)
     vhost, amqp_url = new_vhost(services)
-    db_name, database_url = await create_database(services.database_url)
+    database = contextlib.AsyncExitStack()
+    database_url = await database.enter_async_context(
+        scratch_database(services.database_url, prefix="videoq_bench")
+    )
     bucket = f"videoq-bench-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3).create_bucket(Bucket=bucket)
     fields: dict[str, Any] = {
@@ -273,7 +254,7 @@ async def fresh_stack(s3: str, *, logs: Path | None = None, **overrides: Any):  
     finally:
         stack.stop()
         drop_vhost(services, vhost)
-        await drop_database(services.database_url, db_name)
+        await database.aclose()
         empty_bucket(s3, bucket)
 
 

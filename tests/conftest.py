@@ -6,7 +6,6 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import asyncpg
@@ -16,6 +15,7 @@ import pytest
 from shared.settings import Settings
 from tests.support.services import Services, discover_services, drop_vhost, new_vhost
 from tests.support.videos import make_mp4
+from tools.scratch_db import scratch_database
 
 # Credentials for the test S3 endpoint (moto accepts any).
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "videoq-test")
@@ -63,19 +63,8 @@ def amqp_url(services_ready: Services) -> Iterator[str]:
 @pytest.fixture
 async def database_url(services_ready: Services) -> AsyncIterator[str]:
     """A URL of a fresh, empty database of this test's own."""
-    name = f"videoq_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(services_ready.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    parts = urlsplit(services_ready.database_url)
-    yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-    admin = await asyncpg.connect(services_ready.database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(services_ready.database_url, prefix="videoq_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@ rule catches its violation on a copy of the tree with one thing broken.
 
 The copies hold shared/, services/, docs/, deploy/ and compose.yaml; the
 overlays that break them are in tests/fixtures/governance/. Rules that need
-the code imported (payload.deterministic, schema.openapi, topology.*) run it
-in a child process; those that need PostgreSQL are in
-test_governance_schema.py.
+the code imported (payload.deterministic, schema.openapi, topology.docs) run
+it in a child process; those that need PostgreSQL (schema.code,
+schema.migrations) are in tests/integration/test_governance_schema.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from tools.governance import RULES, check, select
 from tools.governance.core import Context
 from tools.governance.openapi import SNAPSHOT, differences, write_snapshot
-from tools.governance.schema import declared_schema, normalize_type, split_statements
+from tools.governance.schema import declared_schema, statements
 from tools.governance.source import Tree
 from tools.governance.transitions import code_transitions, doc_table, status_writes
 
@@ -82,8 +82,8 @@ def _only(found: list[str], rule: str, *needles: str) -> None:
 def test_the_clean_copy_keeps_every_rule_that_needs_no_database(clean_tree):
     report = check(clean_tree, use_database=False)
     assert [str(v) for v in report.violations] == []
-    assert report.skipped == ["schema.migrations"]
-    assert set(report.checked) == {r.name for r in RULES} - {"schema.migrations"}
+    assert report.skipped == ["schema.code", "schema.migrations"]
+    assert set(report.checked) == {r.name for r in RULES} - {"schema.code", "schema.migrations"}
 
 
 def test_every_rule_has_a_summary_and_groups_select_their_rules():
@@ -285,38 +285,18 @@ def test_what_counts_as_writing_a_status(sql, writes):
     assert bool(status_writes(sql)) is writes
 
 
-# ---- the schema, read without a database -----------------------------------------------------
+# ---- the migrations, read without a database -------------------------------------------------
 
 
-def test_a_job_field_without_a_column_is_caught(tree):
-    jobs = tree / "shared" / "jobs.py"
-    text = jobs.read_text()
-    cls = next(n for n in ast.parse(text).body if isinstance(n, ast.ClassDef) and n.name == "Job")
-    last = max(s.end_lineno or 0 for s in cls.body if isinstance(s, ast.AnnAssign))
-    lines = text.splitlines(keepends=True)
-    lines.insert(last, "    priority: int = 0\n")
-    jobs.write_text("".join(lines))
-    found = _found(tree, ["schema.code"])
-    _only(found, "schema.code", "Job.priority has no column", "_row_to_job does not read")
-
-
-def test_the_repository_writing_an_undeclared_column_is_caught(tree):
-    (tree / "shared" / "repository" / "extra.py").write_text(
-        "SQL = 'UPDATE jobs SET priority = $2 WHERE job_id = $1'\n"
-    )
-    found = _found(tree, ["schema.code"])
-    _only(found, "schema.code", "writes `jobs.priority`, a column no migration declares")
-
-
-def test_the_sql_parser_follows_comments_quotes_and_dollar_quotes():
+def test_the_migrations_are_read_past_comments_quotes_and_dollar_quotes():
     sql = (
         "-- a comment; with a semicolon\n"
         "CREATE TABLE t (a int, b text DEFAULT 'x;y'); /* block; */\n"
         "DO $$ BEGIN EXECUTE 'x;y'; END $$;\n"
         "ALTER TABLE t ADD COLUMN c varchar(10) NOT NULL, DROP COLUMN a;\n"
     )
-    statements = split_statements(sql)
-    assert [line for _, line in statements] == [2, 3, 4]
+    found = statements(sql)
+    assert [line for _, line in found] == [2, 3, 4]
     declared = declared_schema([("m.sql", sql)])
     columns = declared.tables["t"]
     assert list(columns) == ["b", "c"]
@@ -342,7 +322,8 @@ def test_the_sql_parser_follows_comments_quotes_and_dollar_quotes():
     ],
 )
 def test_declared_types_are_spelled_as_information_schema_spells_them(declared, udt):
-    assert normalize_type(declared) == udt
+    column = declared_schema([("m.sql", f"CREATE TABLE t (c {declared})")]).tables["t"]["c"]
+    assert column.type == udt
 
 
 # ---- the OpenAPI snapshot and the topology (the code imported in a child process) ---------------
@@ -372,24 +353,6 @@ def test_openapi_differences_name_the_path_that_changed():
         "/gone: gone from the code",
         "/new~1key: added in the code",
     ]
-
-
-def test_a_queue_argument_changed_in_the_definitions_is_caught(tree):
-    path = tree / "deploy" / "rabbitmq" / "definitions.json"
-    definitions = json.loads(path.read_text())
-    queue = next(q for q in definitions["queues"] if q["name"] == "videoq.jobs.process")
-    queue["arguments"]["x-delivery-limit"] = 20
-    retry = next(q for q in definitions["queues"] if q["name"] == "videoq.retry.10s")
-    retry["arguments"]["x-message-ttl"] = 10000.0  # a float is not the code's int
-    path.write_text(json.dumps(definitions))
-    found = _found(tree, ["topology"])
-    _only(
-        found,
-        "topology.definitions",
-        "x-delivery-limit is 20 in the file, 10 in the code",
-        "videoq.retry.10s`: x-message-ttl is 10000.0 in the file, 10000 in the code",
-        "render_definitions.py",
-    )
 
 
 def test_a_queue_the_docs_do_not_name_is_caught(tree):
@@ -429,8 +392,8 @@ def test_the_command_prints_each_violation_and_exits_1(tree):
 def test_the_command_exits_0_on_the_clean_tree(clean_tree):
     result = _cli("--root", str(clean_tree), "--no-database")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("governance: 14 rules kept")
-    assert "skipped schema.migrations" in result.stdout
+    assert result.stdout.startswith("governance: 12 rules kept")
+    assert "skipped schema.code, schema.migrations" in result.stdout
 
 
 def test_write_openapi_refreshes_the_snapshot(tree):

@@ -8,11 +8,11 @@ or exits 0 when the tree keeps every rule. The rules (``--list`` prints them):
 - ``payload.*``: one deterministic payload builder (:mod:`.payload`);
 - ``transitions.*``: the state machine in the code equals the docs, and only
   the repository's ``transition`` writes status (:mod:`.transitions`);
-- ``schema.*``: no schema drift between the migrations, the live database,
-  the repository code, and the API's OpenAPI snapshot (:mod:`.schema`,
-  :mod:`.openapi`);
-- ``topology.*``: the code's RabbitMQ topology equals the definitions file
-  (:mod:`.topology`).
+- ``schema.*``: no schema drift between the migrations, the database the
+  project's migration runner builds from them, the repository code, and the
+  API's OpenAPI snapshot (:mod:`.schema`, :mod:`.openapi`);
+- ``topology.docs``: the architecture doc names the code's RabbitMQ
+  exchanges and queues (:mod:`.topology`).
 """
 
 from __future__ import annotations
@@ -85,8 +85,9 @@ def check(
     """Check the tree at ``root``. A rule that crashes counts as violated.
 
     ``database_url`` is an admin URL of a PostgreSQL server (a scratch
-    database is created there and dropped); with ``use_database=False`` the
-    rules that need it are skipped (and listed as skipped).
+    database is created there, migrated and dropped); with
+    ``use_database=False`` the rules that need it are skipped (and listed as
+    skipped).
     """
     ctx = Context(Tree(root), database_url=database_url, probe_runner=probe_runner)
     report = Report()

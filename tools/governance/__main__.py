@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--database-url",
-        help="admin URL of a PostgreSQL server for the live-schema check (a scratch database"
-        " is created and dropped); default VIDEOQ_TEST_DATABASE_URL",
+        help="admin URL of a PostgreSQL server for the schema checks (a scratch database"
+        " is created, migrated and dropped); default VIDEOQ_TEST_DATABASE_URL",
     )
     parser.add_argument(
         "--no-database", action="store_true", help="skip the checks that need PostgreSQL"

@@ -7,11 +7,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.governance.source import Tree
 
-__all__ = ["Context", "Rule", "Violation"]
+if TYPE_CHECKING:
+    from tools.governance.migrated import Migrated
+
+__all__ = ["DATABASE_VARIABLE", "Context", "Rule", "Violation", "default_database_url"]
+
+#: Where the validator finds its PostgreSQL server when ``--database-url`` is
+#: not given: the variable the test command exports for the tests.
+DATABASE_VARIABLE = "VIDEOQ_TEST_DATABASE_URL"
 
 
 @dataclass(frozen=True, order=True)
@@ -31,7 +38,7 @@ class Violation:
 @dataclass
 class Context:
     """What the rules of one run share: the tree, and the costly facts about
-    it, each computed once (the probe of the importable code, the live schema)."""
+    it, each computed once (the probe of the importable code, the migrated schema)."""
 
     tree: Tree
     #: An admin URL of a PostgreSQL server (a scratch database is created on it).
@@ -52,6 +59,14 @@ class Context:
 
         runner = self.probe_runner or run_probe
         return runner(self.root)
+
+    @cached_property
+    def migrated(self) -> Migrated:
+        """The schema the tree's migrations build on a scratch database of the
+        server at ``database_url``: see :mod:`tools.governance.migrated`."""
+        from tools.governance.migrated import migrated_schema
+
+        return migrated_schema(self.root, self.database_url)
 
     def note(self, text: str) -> None:
         """Something the user should know that is not a violation."""
@@ -75,4 +90,4 @@ class Rule:
 
 def default_database_url(explicit: str | None) -> str | None:
     """``--database-url``, else ``VIDEOQ_TEST_DATABASE_URL``."""
-    return explicit or os.environ.get("VIDEOQ_TEST_DATABASE_URL") or None
+    return explicit or os.environ.get(DATABASE_VARIABLE) or None

@@ -80,12 +80,8 @@ def _topology() -> dict[str, Any]:
 
     topology = build_topology(_settings())
     return {
-        "exchanges": [{"name": e.name, "type": e.type} for e in topology.exchanges],
-        "queues": [{"name": q.name, "arguments": dict(q.arguments)} for q in topology.queues],
-        "bindings": [
-            {"exchange": b.exchange, "queue": b.queue, "routing_key": b.routing_key}
-            for b in topology.bindings
-        ],
+        "exchanges": [{"name": e.name} for e in topology.exchanges],
+        "queues": [{"name": q.name} for q in topology.queues],
     }
 
 
