@@ -8,6 +8,7 @@ results go, is never written to here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, NoReturn, TextIO
 
@@ -21,6 +22,7 @@ def upload_progress(total: int, *, stream: TextIO, show: bool) -> tqdm[NoReturn]
 
     With ``show`` false it draws nothing; use it as a context manager to end its line.
     """
+    ncols, nrows = _screen(stream)
     return tqdm(
         total=total,
         desc="upload",
@@ -29,6 +31,8 @@ def upload_progress(total: int, *, stream: TextIO, show: bool) -> tqdm[NoReturn]
         unit_divisor=1024,
         file=stream,
         disable=not show,
+        ncols=ncols,
+        nrows=nrows,
     )
 
 
@@ -64,6 +68,7 @@ class JobProgress:
         fraction, text = job_state(status)
         if self._bar is None:
             # Made on the first status, so a wait that never got one draws nothing.
+            ncols, nrows = _screen(self._stream)
             self._bar = tqdm(
                 total=1.0,
                 initial=fraction,
@@ -71,6 +76,8 @@ class JobProgress:
                 bar_format=self.FORMAT,
                 file=self._stream,
                 mininterval=0,  # the statuses come at the poll rate: draw each one
+                ncols=ncols,
+                nrows=nrows,
             )
             return
         self._bar.n = fraction
@@ -81,3 +88,19 @@ class JobProgress:
         """End the line (if anything was drawn)."""
         if self._bar is not None:
             self._bar.close()
+
+
+def _screen(stream: TextIO) -> tuple[int | None, int | None]:
+    """The ``(ncols, nrows)`` to give tqdm: None lets it ask the terminal itself.
+
+    A fresh pseudo-terminal says 0x0; tqdm takes that as -1 rows and draws
+    nothing. Such a terminal gets 80x24, as ``shutil.get_terminal_size`` does.
+    """
+    try:
+        columns, lines = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return None, None  # not a terminal (or a test's StringIO)
+    if columns and lines:
+        return None, None
+    # tqdm keeps the last column free, so that a full line does not wrap.
+    return (columns or 80) - 1, lines or 24

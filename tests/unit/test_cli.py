@@ -1,6 +1,8 @@
 import http.server
 import io
 import json
+import os
+import pty
 import socket
 import subprocess
 import sys
@@ -86,6 +88,23 @@ def test_a_bar_that_never_drew_writes_nothing():
     out = io.StringIO()
     JobProgress(out).close()
     assert out.getvalue() == ""
+
+
+def test_the_bars_draw_on_a_terminal_that_reports_no_size(monkeypatch):
+    leader, follower = pty.openpty()  # a fresh pseudo-terminal: 0x0
+    try:
+        with os.fdopen(follower, "w", closefd=False) as terminal:
+            monkeypatch.setattr(sys, "stderr", terminal)  # tqdm sizes only stderr and stdout
+            with upload_progress(2048, stream=terminal, show=True) as upload:
+                upload.update(2048)
+            bar = JobProgress(terminal)
+            bar.update({"status": "completed", "progress": 1.0})
+            bar.close()
+        drawn = os.read(leader, 65536).decode()
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert "upload: 100%" in drawn and "100% completed" in drawn
 
 
 def test_the_upload_bar_shows_bytes_and_rate_and_ends_its_line():
