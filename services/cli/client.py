@@ -7,9 +7,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import httpx
+from tqdm.utils import CallbackIOWrapper
 
 __all__ = ["ApiError", "Client"]
 
@@ -53,7 +54,13 @@ class Client:
         pipeline: str | None = None,
         frame_stride: int | None = None,
         max_frames: int | None = None,
+        on_upload: Callable[[int], object] | None = None,
     ) -> str:
+        """Upload ``path`` and start a job; return its id.
+
+        The file is streamed, not read into memory; ``on_upload`` is called with
+        the size of each chunk read for the request body (a progress bar's ``update``).
+        """
         fields = {
             k: str(v)
             for k, v in (
@@ -64,8 +71,14 @@ class Client:
             if v is not None
         }
         with path.open("rb") as handle:
+            # The wrapper passes fileno() through: httpx still sends a Content-Length.
+            upload = (
+                handle
+                if on_upload is None
+                else cast(BinaryIO, CallbackIOWrapper(on_upload, handle))
+            )
             response = self._http.post(
-                "/video/submit", files={"file": (path.name, handle, "video/mp4")}, data=fields
+                "/video/submit", files={"file": (path.name, upload, "video/mp4")}, data=fields
             )
         return str(self._check(response)["job_id"])
 

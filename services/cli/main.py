@@ -16,12 +16,11 @@ import os
 import socket
 import sys
 import tempfile
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-__all__ = ["EXIT_CODES", "exit_code_for_http", "format_jobs", "main", "render_progress"]
+__all__ = ["EXIT_CODES", "exit_code_for_http", "format_jobs", "main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -56,48 +55,6 @@ def exit_code_for_http(status: int) -> int:
     if status in (408, 429) or status >= 500:
         return EXIT_ERROR
     return EXIT_USAGE
-
-
-def render_progress(status: Mapping[str, Any], *, elapsed: float, width: int = 30) -> str:
-    """One line of progress bar for a job's status object.
-
-    ``progress`` is the API's coarse fraction (0..1); a completed job shows
-    100 % whatever it says.
-    """
-    state = str(status.get("status", "?"))
-    try:
-        fraction = float(status.get("progress") or 0.0)
-    except (TypeError, ValueError):
-        fraction = 0.0
-    fraction = 1.0 if state == "completed" else min(1.0, max(0.0, fraction))
-    filled = round(fraction * width)
-    line = f"[{'#' * filled}{'-' * (width - filled)}] {fraction * 100:3.0f}% {state:<9}"
-    attempts = status.get("attempts")
-    if isinstance(attempts, int) and attempts > 1:
-        line += f" attempt {attempts}"
-    return f"{line} {elapsed:6.1f}s"
-
-
-class _ProgressBar:
-    """Redraws one line on a terminal (``\\r``, no cursor tricks)."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._started = time.monotonic()
-        self._width = 0
-        self._drawn = False
-
-    def update(self, status: Mapping[str, Any]) -> None:
-        line = render_progress(status, elapsed=time.monotonic() - self._started)
-        self._stream.write("\r" + line.ljust(self._width))
-        self._stream.flush()
-        self._width = len(line)
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            self._stream.write("\n")
-            self._stream.flush()
 
 
 _COLUMNS = (
@@ -233,16 +190,23 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"videoq: no such file: {path}", file=sys.stderr)
         return EXIT_USAGE
+    from services.cli.progress import JobProgress, upload_progress
+
+    show = sys.stderr.isatty() if args.progress is None else args.progress
     with _client(args) as client:
-        job_id = client.submit(
-            path, pipeline=args.pipeline, frame_stride=args.stride, max_frames=args.max_frames
-        )
+        with upload_progress(path.stat().st_size, stream=sys.stderr, show=show) as upload:
+            job_id = client.submit(
+                path,
+                pipeline=args.pipeline,
+                frame_stride=args.stride,
+                max_frames=args.max_frames,
+                on_upload=upload.update,
+            )
         if not args.wait:
             print(job_id)
             return EXIT_OK
         print(f"job {job_id} submitted", file=sys.stderr)
-        show = sys.stderr.isatty() if args.progress is None else args.progress
-        bar = _ProgressBar(sys.stderr) if show else None
+        bar = JobProgress(sys.stderr) if show else None
         try:
             status = client.wait(
                 job_id, timeout=args.timeout, on_status=bar.update if bar else None
@@ -394,7 +358,8 @@ def _parser() -> argparse.ArgumentParser:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress bar on stderr while waiting (default: when stderr is a terminal)",
+        help="progress bars on stderr for the upload and the --wait"
+        " (default: when stderr is a terminal)",
     )
     p.set_defaults(func=_cmd_submit)
 

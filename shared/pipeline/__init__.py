@@ -13,7 +13,6 @@ benchmark figures.
 from __future__ import annotations
 
 from shared.pipeline.analyzer import Analyzer, AnalyzerFactory
-from shared.pipeline.builtin import DEFAULT_PIPELINE
 from shared.pipeline.errors import AnalyzerUnavailable, PluginError, VideoLimitExceeded
 from shared.pipeline.frame import Frame
 from shared.pipeline.registry import ENTRY_POINT_GROUP, Pipeline, PipelineRegistry, load_registry
@@ -21,7 +20,6 @@ from shared.pipeline.service import AnalysisSummary, VideoFilePipelineService
 from shared.pipeline.video import VideoInfo
 
 __all__ = [
-    "DEFAULT_PIPELINE",
     "ENTRY_POINT_GROUP",
     "AnalysisSummary",
     "Analyzer",

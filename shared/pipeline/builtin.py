@@ -1,21 +1,33 @@
-"""The analyzers and pipelines every registry starts with."""
+"""The analyzers and pipelines every registry starts with.
+
+Plain data: :func:`shared.pipeline.registry.load_registry` registers it, so
+this module imports the analyzers and nothing of the registry.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from shared.pipeline.analyzer import AnalyzerFactory
 from shared.pipeline.analyzers.basic import BasicAnalyzer
 from shared.pipeline.analyzers.dhash import DHashAnalyzer
 from shared.pipeline.analyzers.faces import FaceAnalyzer
 from shared.pipeline.analyzers.ocr import OcrAnalyzer
 from shared.pipeline.analyzers.scene import SceneAnalyzer
-from shared.pipeline.registry import PipelineRegistry
 
-__all__ = ["BUILTIN_PIPELINES", "DEFAULT_PIPELINE", "register_builtins"]
+__all__ = ["BUILTIN_ANALYZERS", "BUILTIN_PIPELINES"]
 
-#: The pipeline a job runs when it names none.
-DEFAULT_PIPELINE = "basic"
+#: The built-in analyzer factories, by name.
+BUILTIN_ANALYZERS: Mapping[str, AnalyzerFactory] = {
+    "basic": BasicAnalyzer,
+    "scene": SceneAnalyzer,
+    "faces": FaceAnalyzer,
+    "dhash": DHashAnalyzer,
+    "ocr": OcrAnalyzer,
+}
 
 #: The built-in pipelines and their analyzers, in order.
-BUILTIN_PIPELINES: dict[str, tuple[str, ...]] = {
+BUILTIN_PIPELINES: Mapping[str, tuple[str, ...]] = {
     "basic": ("basic",),  # size and mean brightness (the default)
     "noop": (),  # decode and sample only: for queue and decoder benchmarks
     "scene": ("scene",),
@@ -24,14 +36,3 @@ BUILTIN_PIPELINES: dict[str, tuple[str, ...]] = {
     "ocr": ("ocr",),
     "full": ("basic", "scene", "faces", "dhash", "ocr"),
 }
-
-
-def register_builtins(registry: PipelineRegistry) -> None:
-    """Register the built-in analyzers and :data:`BUILTIN_PIPELINES`."""
-    registry.register_analyzer("basic", BasicAnalyzer)
-    registry.register_analyzer("scene", SceneAnalyzer)
-    registry.register_analyzer("faces", FaceAnalyzer)
-    registry.register_analyzer("dhash", DHashAnalyzer)
-    registry.register_analyzer("ocr", OcrAnalyzer)
-    for name, analyzers in BUILTIN_PIPELINES.items():
-        registry.register_pipeline(name, analyzers)

@@ -23,6 +23,7 @@ from typing import Any
 
 from shared.errors import PipelineNotFound
 from shared.pipeline.analyzer import Analyzer, AnalyzerFactory
+from shared.pipeline.builtin import BUILTIN_ANALYZERS, BUILTIN_PIPELINES
 from shared.pipeline.errors import PluginError
 
 __all__ = ["ENTRY_POINT_GROUP", "Pipeline", "PipelineRegistry", "load_registry"]
@@ -135,10 +136,11 @@ def load_registry(
     registry. ``entry_point_group=None`` skips entry points (tests). Raises
     ``PluginError`` when an entry point or plugin cannot be loaded or registered.
     """
-    from shared.pipeline.builtin import register_builtins
-
     registry = PipelineRegistry()
-    register_builtins(registry)
+    for name, factory in BUILTIN_ANALYZERS.items():
+        registry.register_analyzer(name, factory)
+    for name, analyzer_names in BUILTIN_PIPELINES.items():
+        registry.register_pipeline(name, analyzer_names)
     if entry_point_group is not None:
         for ep in sorted(entry_points(group=entry_point_group), key=lambda e: e.name):
             try:

@@ -1,20 +1,18 @@
+import http.server
 import io
+import json
+import os
+import pty
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
 
-from services.cli.main import (
-    EXIT_CODES,
-    _parser,
-    _ProgressBar,
-    exit_code_for_http,
-    format_jobs,
-    main,
-    render_progress,
-)
+from services.cli.main import EXIT_CODES, _parser, exit_code_for_http, format_jobs, main
+from services.cli.progress import JobProgress, job_state, upload_progress
 
 pytestmark = pytest.mark.unit
 
@@ -52,39 +50,77 @@ def test_exit_codes_are_distinct_and_in_the_help(capsys):
 @pytest.mark.parametrize(
     "status,expected",
     [
-        ({"status": "pending", "progress": 0.0}, "[----------]   0% pending"),
-        ({"status": "running", "progress": 0.42}, "[####------]  42% running"),
-        (
-            {"status": "running", "progress": 0.5, "attempts": 2},
-            "[#####-----]  50% running   attempt 2",
-        ),
-        ({"status": "completed", "progress": 0.9}, "[##########] 100% completed"),
-        ({"status": "running", "progress": 7}, "[##########] 100% running"),
-        ({"status": "running", "progress": None}, "[----------]   0% running"),
-        ({"status": "failed", "progress": "x"}, "[----------]   0% failed"),
+        ({"status": "pending", "progress": 0.0}, "  0% pending"),
+        ({"status": "running", "progress": 0.42}, " 42% running"),
+        ({"status": "running", "progress": 0.5, "attempts": 2}, " 50% running attempt 2"),
+        ({"status": "completed", "progress": 0.9}, "100% completed"),
+        ({"status": "running", "progress": 7}, "100% running"),
+        ({"status": "running", "progress": None}, "  0% running"),
+        ({"status": "failed", "progress": "x"}, "  0% failed"),
     ],
 )
 def test_the_progress_line_shows_the_bar_the_percentage_and_the_state(status, expected):
-    line = render_progress(status, elapsed=3.25, width=10)
-    assert line.startswith(expected)
-    assert line.endswith("    3.2s") or line.endswith("    3.3s")
+    fraction, text = job_state(status)
+    assert f"{fraction * 100:3.0f}% {text}" == expected
+    out = io.StringIO()
+    bar = JobProgress(out)
+    bar.update(status)
+    bar.close()
+    line = out.getvalue().split("\r")[-1]
+    assert f" {expected} " in line
+    assert line.endswith(" 00:00\n")  # the time since the first status
 
 
 def test_the_progress_bar_redraws_one_line_and_ends_it():
     out = io.StringIO()
-    bar = _ProgressBar(out)
+    bar = JobProgress(out)
     bar.update({"status": "running", "progress": 0.5, "attempts": 2})
     bar.update({"status": "completed", "progress": 1.0})
     bar.close()
     text = out.getvalue()
-    assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
-    first, second = text.split("\r")[1:]
-    assert len(second.rstrip("\n")) >= len(first)  # the longer first draw is blanked out
+    assert text.startswith("\r") and text.endswith("\n") and text.count("\n") == 1
+    first, second, *_ = text.split("\r")[1:]
+    assert "50% running attempt 2" in first and "100% completed" in text.split("\r")[-1]
+    assert len(second) >= len(first)  # the longer first draw is blanked out
 
 
 def test_a_bar_that_never_drew_writes_nothing():
     out = io.StringIO()
-    _ProgressBar(out).close()
+    JobProgress(out).close()
+    assert out.getvalue() == ""
+
+
+def test_the_bars_draw_on_a_terminal_that_reports_no_size(monkeypatch):
+    leader, follower = pty.openpty()  # a fresh pseudo-terminal: 0x0
+    try:
+        with os.fdopen(follower, "w", closefd=False) as terminal:
+            monkeypatch.setattr(sys, "stderr", terminal)  # tqdm sizes only stderr and stdout
+            with upload_progress(2048, stream=terminal, show=True) as upload:
+                upload.update(2048)
+            bar = JobProgress(terminal)
+            bar.update({"status": "completed", "progress": 1.0})
+            bar.close()
+        drawn = os.read(leader, 65536).decode()
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert "upload: 100%" in drawn and "100% completed" in drawn
+
+
+def test_the_upload_bar_shows_bytes_and_rate_and_ends_its_line():
+    out = io.StringIO()
+    with upload_progress(5 * 1024 * 1024, stream=out, show=True) as bar:
+        for _ in range(5):
+            bar.update(1024 * 1024)
+    last = out.getvalue().split("\r")[-1]
+    assert last.startswith("upload: 100%") and last.endswith("\n")
+    assert "5.00M/5.00M" in last and "B/s" in last
+
+
+def test_a_hidden_upload_bar_writes_nothing():
+    out = io.StringIO()
+    with upload_progress(1024, stream=out, show=False) as bar:
+        bar.update(1024)
     assert out.getvalue() == ""
 
 
@@ -183,3 +219,83 @@ def test_an_unreachable_service_exits_4_with_a_message_and_no_traceback():
     assert done.returncode == 4, done.stderr
     assert f"cannot reach the service at http://127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+class _Api(http.server.BaseHTTPRequestHandler):
+    """Just enough of the HTTP API for ``submit --wait``: the job runs for one poll."""
+
+    job_id = str(uuid.uuid4())
+    results = {"job_id": job_id, "pipeline": "basic", "results": []}
+    uploads: list[tuple[str | None, bytes]] = []
+    polls = 0
+
+    def _answer(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        length = self.headers["Content-Length"]
+        self.uploads.append((length, self.rfile.read(int(length or 0))))
+        self._answer(202, {"job_id": self.job_id})
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/video/status/"):
+            type(self).polls += 1
+            state = "running" if self.polls == 1 else "completed"
+            self._answer(200, {"job_id": self.job_id, "status": state, "progress": 0.5})
+        else:
+            self._answer(200, self.results)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def api():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    _Api.uploads, _Api.polls = [], 0
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def clip(tmp_path):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(bytes(range(256)) * 4096)  # 1 MiB: several chunks of the upload
+    return path
+
+
+def _run(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 0
+    return capsys.readouterr()
+
+
+def test_off_a_terminal_submit_prints_what_it_always_did_and_no_progress(api, clip, capsys):
+    out = _run(["--url", api, "submit", str(clip), "--wait"], capsys)
+    assert out.out == json.dumps(_Api.results) + "\n"
+    assert out.err == f"job {_Api.job_id} submitted\n"
+    out = _run(["--url", api, "submit", str(clip)], capsys)
+    assert (out.out, out.err) == (_Api.job_id + "\n", "")
+    # streamed with its length, whole
+    length, body = _Api.uploads[0]
+    assert length == str(len(body)) and clip.read_bytes() in body
+
+
+def test_with_progress_the_upload_and_the_job_are_drawn_on_stderr_only(api, clip, capsys):
+    out = _run(["--url", api, "submit", str(clip), "--wait", "--progress"], capsys)
+    assert out.out == json.dumps(_Api.results) + "\n"
+    upload, job = out.err.split(f"job {_Api.job_id} submitted\n")
+    assert upload.startswith("\rupload:   0%") and upload.endswith("\n")
+    assert "upload: 100%" in upload and "1.00M/1.00M" in upload and "B/s" in upload
+    assert " 50% running" in job and job.split("\r")[-1].count("100% completed") == 1
+    length, body = _Api.uploads[0]  # the bar changes nothing of the request
+    assert length == str(len(body)) and clip.read_bytes() in body

@@ -26,7 +26,7 @@ import yaml
 
 from shared.settings import Settings
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.deploy
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
