@@ -402,8 +402,8 @@ class PostgresJobRepository:
                 " ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
                 limit,
             )
-            for record in ids:
-                job_id = record["job_id"]
+            for row in ids:
+                job_id = row["job_id"]
                 job = await self.transition(
                     Transition.EXPIRE,
                     job_id,
