@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from shared.broker import AmqpBroker, Broker
 from shared.errors import DependencyUnavailable
-from shared.repository import PostgresJobRepository, connect_repository
+from shared.repository import JanitorRepository, connect_repository
 from shared.settings import Settings
 from shared.store import FileStore, ObjectStore, S3Store
 
@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 @dataclass
 class Backends:
-    repo: PostgresJobRepository
+    repo: JanitorRepository
     broker: Broker
     store: ObjectStore
 

@@ -31,7 +31,7 @@ CANCELLED = "Cancelled"
 
 
 class JobStatus(enum.StrEnum):
-    #: Waiting for a worker (new, retrying, or handed back).
+    #: Waiting for a worker (new, retrying, released or requeued).
     PENDING = "pending"
     #: Claimed by a worker whose lease is alive.
     RUNNING = "running"

@@ -48,12 +48,13 @@ class Metrics:
             ["pipeline", "tier"],
             registry=r,
         )
-        self.jobs_dead_lettered = Counter(
-            "videoq_jobs_dead_lettered_total",
+        self.jobs_parked = Counter(
+            "videoq_jobs_parked_total",
             "Messages parked in the dead-letter queue",
             ["reason"],
             registry=r,
         )
+        # outcome: completed, failed, retried, released, cancelled, lost, unrecorded
         self.job_duration = Histogram(
             "videoq_job_duration_seconds",
             "Time from claim to the end of one attempt",

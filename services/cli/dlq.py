@@ -6,9 +6,9 @@ import argparse
 import json
 from uuid import UUID
 
+from shared import outbox
 from shared.backends import Backends, open_backends
 from shared.errors import InvalidPayload
-from shared.outbox import publish_pending
 from shared.payload import parse_payload
 from shared.settings import Settings
 
@@ -62,7 +62,7 @@ async def run_dlq(args: argparse.Namespace) -> int:
             try:
                 replayed += await _replay(backends, job_id)
             except BaseException:
-                await backends.broker.publish_dead(
+                await backends.broker.park(
                     letter.body, reason=letter.reason, job_id=letter.job_id, attempt=letter.attempt
                 )
                 raise
@@ -78,6 +78,6 @@ async def _replay(backends: Backends, job_id: UUID) -> bool:
     if job is None:
         print(json.dumps({"job_id": str(job_id), "replayed": False, "why": "not failed"}))
         return False
-    await publish_pending(backends.broker, backends.repo, job_id, attempt=job.attempts)
+    await outbox.publish_and_record(backends.broker, backends.repo, job_id, attempt=job.attempts)
     print(json.dumps({"job_id": str(job_id), "replayed": True}))
     return True

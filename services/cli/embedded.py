@@ -23,6 +23,7 @@ from services.api.app import create_app
 from services.janitor.janitor import Janitor
 from services.worker.main import build_pipelines
 from services.worker.worker import Worker
+from shared import outbox
 from shared.backends import Backends
 from shared.broker import MemoryBroker
 from shared.metrics import Metrics
@@ -84,11 +85,12 @@ async def embedded_stack(
         # pending is owed its message now (the janitor would wait
         # republish_after_seconds). Jobs it left running come back when
         # their lease expires, as on the real stack.
-        owed = await repo.sweep_unpublished(
+        owed = await outbox.publish_owed(
+            broker,
+            repo,
             grace_seconds=0,
             republish_after_seconds=0,
             limit=_MAX_REPUBLISHED_AT_START,
-            publish=lambda job: broker.publish_job(job.job_id, attempt=job.attempts),
         )
         if owed:
             log.info("dev.republished", extra={"jobs": len(owed)})

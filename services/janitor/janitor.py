@@ -1,16 +1,19 @@
 """The janitor: the recovery path for work that a crash or an outage stranded.
 
 Each sweep, safe with several replicas (rows are taken with
-``FOR UPDATE SKIP LOCKED``, so two janitors never handle the same job):
+``FOR UPDATE SKIP LOCKED``, so two janitors never handle the same job; the
+sends are ``shared.outbox``'s):
 
-- running jobs whose lease expired go back to pending and are republished,
+- running jobs whose lease expired go back to pending and are published,
   or fail (with a copy parked in the dead-letter queue) when their attempts
   are used up. After a database outage, no lease is expired for one lease
   period: no worker could renew its lease meanwhile, and expiring them all
   would restart every running job (a managed PostgreSQL failover takes
   longer than a lease);
-- pending jobs never confirmed as published (the outbox), or published so
-  long ago that the message is probably lost, are published again.
+- pending jobs never recorded as published, or published so long ago that
+  the message is probably lost, are published again;
+- failed jobs whose copy was never recorded as parked are parked;
+- status events go out in order, and old ``Idempotency-Key``s are forgotten.
 """
 
 from __future__ import annotations
@@ -21,13 +24,11 @@ import logging
 import time
 from dataclasses import dataclass
 
+from shared import outbox
 from shared.broker import Broker
 from shared.errors import DependencyUnavailable
-from shared.jobs import Job
 from shared.metrics import Metrics
-from shared.outbox import publish_pending
-from shared.payload import build_payload
-from shared.repository import PostgresJobRepository
+from shared.repository import ExpiredLeases, JanitorRepository
 from shared.settings import Settings
 
 __all__ = ["Janitor", "SweepReport"]
@@ -53,7 +54,7 @@ class Janitor:
         self,
         *,
         settings: Settings,
-        repo: PostgresJobRepository,
+        repo: JanitorRepository,
         broker: Broker,
         metrics: Metrics,
     ) -> None:
@@ -76,70 +77,63 @@ class Janitor:
             raise
 
     async def _sweep(self) -> SweepReport:
-
-        async def requeue(job: Job) -> None:
-            await self._broker.publish_job(job.job_id, attempt=job.attempts)
-
-        async def dead_letter(job: Job) -> None:
-            await self._broker.publish_dead(
-                build_payload(job.job_id),
-                reason=job.error_message or "lease expired",
-                job_id=str(job.job_id),
-                attempt=job.attempts,
-            )
-
         if self._database_was_away:
             # Back from an outage: give the workers one lease to renew theirs.
             self._database_was_away = False
             self._expire_from = time.monotonic() + self._settings.lease_seconds
             log.info("janitor.lease_grace", extra={"seconds": self._settings.lease_seconds})
-        requeued: list[Job] = []
-        failed: list[Job] = []
+        expired = ExpiredLeases(requeued=[], failed=[])
         if time.monotonic() >= self._expire_from:
-            requeued, failed = await self._repo.sweep_expired(
-                max_attempts=self._settings.max_attempts, limit=_BATCH, dead_letter=dead_letter
+            expired = await outbox.expire_leases(
+                self._broker, self._repo, max_attempts=self._settings.max_attempts, limit=_BATCH
             )
-        for job in requeued:
+        for job in expired.requeued:
             log.warning(
                 "janitor.requeued", extra={"job_id": str(job.job_id), "attempt": job.attempts}
             )
-            # Committed pending and unpublished: if this publish fails, the
-            # outbox sweep below (or the next one) sends it.
-            await publish_pending(self._broker, self._repo, job.job_id, attempt=job.attempts)
-        for job in failed:
+        for job in expired.failed:
             log.error("janitor.failed", extra={"job_id": str(job.job_id), "attempt": job.attempts})
             self._metrics.jobs_failed.labels(job.pipeline).inc()
-        self._metrics.janitor_requeued.inc(len(requeued))
-        self._metrics.janitor_expired_failed.inc(len(failed))
-        self._metrics.jobs_dead_lettered.labels(reason="lease_expired").inc(len(failed))
+        self._metrics.janitor_requeued.inc(len(expired.requeued))
+        self._metrics.janitor_expired_failed.inc(len(expired.failed))
+        self._metrics.jobs_parked.labels(reason="lease_expired").inc(len(expired.failed))
 
-        published = await self._repo.sweep_unpublished(
+        published = await outbox.publish_owed(
+            self._broker,
+            self._repo,
             grace_seconds=self._settings.outbox_grace_seconds,
             republish_after_seconds=self._settings.republish_after_seconds,
             limit=_BATCH,
-            publish=requeue,
         )
         for job in published:
             log.info("janitor.published", extra={"job_id": str(job.job_id)})
         self._metrics.outbox_published.inc(len(published))
 
-        parked = await self._repo.sweep_unparked(
-            grace_seconds=self._settings.outbox_grace_seconds, limit=_BATCH, park=dead_letter
+        parked = await outbox.park_owed(
+            self._broker,
+            self._repo,
+            grace_seconds=self._settings.outbox_grace_seconds,
+            limit=_BATCH,
         )
         for job in parked:
             log.warning("janitor.parked", extra={"job_id": str(job.job_id)})
-        self._metrics.jobs_dead_lettered.labels(reason="failed").inc(len(parked))
+        self._metrics.jobs_parked.labels(reason="failed").inc(len(parked))
 
-        events = await self._repo.sweep_events(limit=_BATCH * 5, publish=self._broker.publish_event)
+        events = await outbox.publish_owed_events(self._broker, self._repo, limit=_BATCH * 5)
         self._metrics.events_published.inc(len(events))
 
-        expired = await self._repo.forget_idempotency_keys(
+        forgotten = await self._repo.forget_idempotency_keys(
             older_than_seconds=self._settings.idempotency_ttl_seconds, limit=_BATCH * 5
         )
-        if expired:
-            log.info("janitor.idempotency_keys_expired", extra={"count": expired})
+        if forgotten:
+            log.info("janitor.idempotency_keys_expired", extra={"count": forgotten})
         return SweepReport(
-            len(requeued), len(failed), len(published), len(events), expired, len(parked)
+            requeued=len(expired.requeued),
+            failed=len(expired.failed),
+            published=len(published),
+            events=len(events),
+            keys_expired=forgotten,
+            parked=len(parked),
         )
 
     async def run(self) -> None:

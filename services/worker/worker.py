@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 from uuid import UUID
 
+from shared import outbox
 from shared.broker import Broker, Delivery
 from shared.errors import DependencyUnavailable, InvalidPayload, JobInterrupted, JobTimedOut
 from shared.jobs import CANCELLED, Job, input_key, results_key
 from shared.metrics import Metrics
-from shared.outbox import publish_pending
-from shared.payload import build_payload, parse_payload
+from shared.payload import parse_payload
 from shared.pipeline import VideoFilePipelineService
 from shared.repository import JobRepository
 from shared.retry import Action, decide
@@ -283,9 +283,9 @@ class Worker:
         return True
 
     async def _park(self, delivery: Delivery, *, reason: str, job_id: str | None) -> None:
-        log.error("message.dead_lettered", extra={"reason": reason, "job_id": job_id})
-        await self._broker.publish_dead(delivery.body, reason=reason, job_id=job_id)
-        self._metrics.jobs_dead_lettered.labels(reason=reason.split(":")[0]).inc()
+        log.error("message.parked", extra={"reason": reason, "job_id": job_id})
+        await self._broker.park(delivery.body, reason=reason, job_id=job_id)
+        self._metrics.jobs_parked.labels(reason=reason.split(":")[0]).inc()
         await delivery.ack()
 
     async def _drop(self, delivery: Delivery, job_id: UUID) -> None:
@@ -447,9 +447,11 @@ class Worker:
             return "lost"
         released = await self._repo.release(job.job_id, owner=self.worker_id)
         if released is not None:
-            await publish_pending(self._broker, self._repo, job.job_id, attempt=released.attempts)
-            log.info("job.handed_back", extra=extra)
-        return "handed_back"
+            await outbox.publish_and_record(
+                self._broker, self._repo, job.job_id, attempt=released.attempts
+            )
+            log.info("job.released", extra=extra)
+        return "released"
 
     async def _failed(self, job: Job, error: BaseException) -> str:
         decision = decide(
@@ -465,23 +467,14 @@ class Worker:
             if await self._repo.retry(job.job_id, owner=self.worker_id, error=decision.message):
                 self._metrics.jobs_retried.labels(job.pipeline, tier).inc()
                 log.warning("job.retry_scheduled", extra={**extra, "tier": tier})
-                await publish_pending(
+                await outbox.publish_and_record(
                     self._broker, self._repo, job.job_id, attempt=job.attempts, tier=tier
                 )
             return "retried"
         if await self._repo.fail(job.job_id, owner=self.worker_id, error=decision.message):
             self._metrics.jobs_failed.labels(job.pipeline).inc()
             log.error("job.failed", extra=extra)
-            try:
-                await self._broker.publish_dead(
-                    build_payload(job.job_id),
-                    reason=decision.message,
-                    job_id=str(job.job_id),
-                    attempt=job.attempts,
-                )
-                self._metrics.jobs_dead_lettered.labels(reason="failed").inc()
-                await self._repo.mark_parked(job.job_id)
-            except DependencyUnavailable as exc:
-                # The row says failed; the janitor parks its copy later.
-                log.warning("job.dead_letter_deferred", extra={**extra, "error": str(exc)})
+            # If the broker is away, the row says failed and the janitor parks its copy.
+            if await outbox.park_and_record(self._broker, self._repo, job, reason=decision.message):
+                self._metrics.jobs_parked.labels(reason="failed").inc()
         return "failed"

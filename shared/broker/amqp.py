@@ -191,7 +191,7 @@ class AmqpBroker:
                 raise ValueError(f"unknown retry tier {tier!r}")
             await self._publish(self._settings.exchange_retry, tier, message)
 
-    async def publish_dead(
+    async def park(
         self, body: bytes, *, reason: str, job_id: str | None = None, attempt: int | None = None
     ) -> None:
         headers: dict[str, Any] = {"reason": reason}

@@ -74,7 +74,7 @@ class Broker(Protocol):
     async def publish_job(self, job_id: UUID, *, attempt: int = 0, tier: str | None = None) -> None:
         """Publish work for ``job_id``: now, or after the delay of retry ``tier``."""
 
-    async def publish_dead(
+    async def park(
         self, body: bytes, *, reason: str, job_id: str | None = None, attempt: int | None = None
     ) -> None:
         """Park ``body`` in the dead-letter queue with a ``reason``."""

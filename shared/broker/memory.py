@@ -63,7 +63,7 @@ class MemoryBroker:
         timer = loop.call_later(self._delays[tier], due)
         self._timers.add(timer)
 
-    async def publish_dead(
+    async def park(
         self, body: bytes, *, reason: str, job_id: str | None = None, attempt: int | None = None
     ) -> None:
         self.published.append(("dead", body))

@@ -1,14 +1,53 @@
-"""The job repository port: what the services need from the job table."""
+"""The job repository ports: what the services need from the job table.
+
+``JobRepository`` is what the api and the worker use: job rows and their
+guarded transitions. ``JanitorRepository`` adds the sweeps, each yielding the
+rows it found as ``LockedRows`` (or ``ExpiredLeases``) that stay locked until
+the caller's ``async with`` block exits; ``shared.outbox`` sends what they owe.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
-from shared.jobs import Job, JobStatus
+from shared.jobs import Job, JobEvent, JobStatus
 
-__all__ = ["JobRepository"]
+__all__ = ["ExpiredLeases", "JanitorRepository", "JobRepository", "LockedRows"]
+
+RowT = TypeVar("RowT")
+
+
+@dataclass(frozen=True)
+class LockedRows(Generic[RowT]):
+    """Rows a sweep found, held locked by its open transaction until the
+    ``async with`` block exits: no other sweep (another janitor) gets them
+    meanwhile. Leaving the block commits what ``record`` wrote; an exception
+    rolls it all back, so the rows stay owed and a later sweep takes them."""
+
+    rows: list[RowT]
+    _record: Callable[[Sequence[RowT]], Awaitable[None]]
+
+    async def record(self, rows: Sequence[RowT]) -> None:
+        """Mark ``rows`` as sent (``published_at``, or ``parked_at``), in the
+        same transaction."""
+        if rows:
+            await self._record(rows)
+
+
+@dataclass(frozen=True)
+class ExpiredLeases:
+    """What one lease sweep did, its rows locked until the block exits (which
+    commits): ``requeued`` jobs are ``pending`` and unpublished, ``failed``
+    ones used up their attempts and have ``parked_at`` set already, so their
+    copies must be parked inside the block (or the block must raise)."""
+
+    requeued: list[Job]
+    failed: list[Job]
 
 
 class JobRepository(Protocol):
@@ -45,8 +84,6 @@ class JobRepository(Protocol):
 
     async def count_in_flight(self, client_id: str) -> int: ...
 
-    async def mark_parked(self, job_id: UUID) -> None: ...
-
     async def list_jobs(
         self,
         *,
@@ -60,7 +97,12 @@ class JobRepository(Protocol):
 
     async def get(self, job_id: UUID) -> Job | None: ...
 
-    async def mark_published(self, job_id: UUID) -> bool: ...
+    async def mark_published(self, job_id: UUID) -> bool:
+        """Record that the job's work message is published (``published_at``);
+        ``False`` if the job is no longer pending."""
+
+    async def mark_parked(self, job_id: UUID) -> None:
+        """Record that a failed job's copy is parked (``parked_at``)."""
 
     async def claim(self, job_id: UUID, *, owner: str, lease_seconds: float) -> Job | None: ...
 
@@ -79,3 +121,48 @@ class JobRepository(Protocol):
     async def release(self, job_id: UUID, *, owner: str) -> Job | None: ...
 
     async def replay(self, job_id: UUID) -> Job | None: ...
+
+
+class JanitorRepository(JobRepository, Protocol):
+    """``JobRepository`` and the janitor's sweeps (embedded mode's start-up
+    republish uses one too).
+
+    Each sweep takes at most ``limit`` rows ``FOR UPDATE SKIP LOCKED`` (the
+    events sweep: under an advisory lock) in one transaction that lasts as
+    long as the caller's ``async with`` block, so two janitors never handle
+    the same row.
+
+    Raises:
+        DependencyUnavailable: the database could not be reached.
+    """
+
+    def expire_leases(
+        self, *, max_attempts: int, limit: int
+    ) -> AbstractAsyncContextManager[ExpiredLeases]:
+        """Running jobs whose lease expired: back to pending (``expire``), or
+        failed when their attempts are used up (``expire_fail``)."""
+
+    def lock_unpublished(
+        self, *, grace_seconds: float, republish_after_seconds: float, limit: int
+    ) -> AbstractAsyncContextManager[LockedRows[Job]]:
+        """Pending jobs owed their work message: not recorded as published
+        for ``grace_seconds``, or published more than
+        ``republish_after_seconds`` ago (the message is probably lost)."""
+
+    def lock_unparked(
+        self, *, grace_seconds: float, limit: int
+    ) -> AbstractAsyncContextManager[LockedRows[Job]]:
+        """Jobs that failed for good (not cancelled ones) more than
+        ``grace_seconds`` ago and whose copy is not recorded as parked."""
+
+    def lock_unpublished_events(
+        self, *, limit: int
+    ) -> AbstractAsyncContextManager[LockedRows[JobEvent]]:
+        """Unpublished status events, oldest first. One holder at a time, so
+        a job's events go out in the order they happened: while another
+        janitor holds them, no rows."""
+
+    async def forget_idempotency_keys(self, *, older_than_seconds: float, limit: int) -> int:
+        """Clear the ``Idempotency-Key`` of up to ``limit`` jobs created more
+        than ``older_than_seconds`` ago, so their clients may use the keys
+        again; returns how many were cleared."""

@@ -7,8 +7,8 @@ UPDATE from ``shared.jobs.Transition``; no other SQL here writes ``status``.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
@@ -17,6 +17,7 @@ import asyncpg
 
 from shared.errors import DependencyUnavailable
 from shared.jobs import CANCELLED, Job, JobEvent, JobStatus, Transition
+from shared.repository.base import ExpiredLeases, LockedRows
 from shared.repository.migrate import apply_migrations
 
 __all__ = ["PostgresJobRepository", "connect_repository"]
@@ -87,7 +88,7 @@ _SETS: dict[Transition, tuple[str, ...]] = {
         "error_message = $error",
         "lease_owner = NULL",
         "lease_expires_at = NULL",
-        # parked in the same transaction (sweep_expired), or rolled back
+        # parked inside the same transaction (expire_leases), or rolled back
         "parked_at = now()",
     ),
     Transition.CANCEL: ("error_message = $error",),
@@ -163,7 +164,8 @@ _EVENTS_LOCK_KEY = 0x766964656F72  # one events publisher at a time keeps the or
 
 
 class PostgresJobRepository:
-    """``JobRepository`` on a PostgreSQL connection pool."""
+    """``JanitorRepository`` (and so ``JobRepository``) on a PostgreSQL
+    connection pool."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -177,7 +179,7 @@ class PostgresJobRepository:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
-        """A connection inside a transaction (for the janitor's locked sweeps)."""
+        """A connection inside a transaction (the sweeps' locked rows)."""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield conn
@@ -288,7 +290,7 @@ class PostgresJobRepository:
             return _row_to_job(row)
         current = await self.get(job_id)
         if current is not None and current.status is JobStatus.PENDING:
-            return await self.cancel(job_id)  # it was handed back meanwhile: try again
+            return await self.cancel(job_id)  # it was released meanwhile: try again
         return None
 
     async def get(self, job_id: UUID) -> Job | None:
@@ -296,7 +298,6 @@ class PostgresJobRepository:
         return None if row is None else _row_to_job(row)
 
     async def mark_parked(self, job_id: UUID) -> None:
-        """Record that a failed job's copy reached the dead-letter queue."""
         await self._run(
             lambda c: c.execute(
                 "UPDATE jobs SET parked_at = now() WHERE job_id = $1 AND status = 'failed'",
@@ -388,27 +389,11 @@ class PostgresJobRepository:
     async def replay(self, job_id: UUID) -> Job | None:
         return await self.transition(Transition.REPLAY, job_id)
 
-    async def sweep_expired(
-        self,
-        *,
-        max_attempts: int,
-        limit: int,
-        dead_letter: Callable[[Job], Awaitable[None]],
-    ) -> tuple[list[Job], list[Job]]:
-        """Running jobs whose lease expired: back to pending, or failed when
-        their attempts are used up. Rows are locked ``FOR UPDATE SKIP LOCKED``,
-        so two janitors never handle the same job.
-
-        Requeued jobs come back pending and unpublished, *committed*: the
-        caller publishes them afterwards (and ``mark_published``), or the
-        outbox sweep does if that publish fails. Publishing inside this
-        transaction would let a worker receive the message while the row
-        still reads ``running`` to it, drop it as a duplicate and strand the
-        job. ``dead_letter`` runs inside the transaction (no consumer races
-        it), so a failed dead-letter publish rolls the whole sweep back.
-
-        Returns (requeued, failed).
-        """
+    @asynccontextmanager
+    async def expire_leases(self, *, max_attempts: int, limit: int) -> AsyncIterator[ExpiredLeases]:
+        """Running jobs whose lease expired, their rows locked until the block
+        exits: back to pending, or failed (``parked_at`` set) when their
+        attempts are used up. See ``ExpiredLeases``."""
         requeued: list[Job] = []
         failed: list[Job] = []
         async with self.transaction() as conn:
@@ -417,8 +402,8 @@ class PostgresJobRepository:
                 " ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
                 limit,
             )
-            for record in ids:
-                job_id = record["job_id"]
+            for row in ids:
+                job_id = row["job_id"]
                 job = await self.transition(
                     Transition.EXPIRE,
                     job_id,
@@ -438,52 +423,76 @@ class PostgresJobRepository:
                     " attempts used up",
                 )
                 if job is not None:
-                    await dead_letter(job)
                     failed.append(job)
-        return requeued, failed
+            yield ExpiredLeases(requeued=requeued, failed=failed)
 
-    async def sweep_unpublished(
-        self,
-        *,
-        grace_seconds: float,
-        republish_after_seconds: float,
-        limit: int,
-        publish: Callable[[Job], Awaitable[None]],
-    ) -> list[Job]:
-        """The outbox: pending jobs never confirmed as published (older than
-        ``grace_seconds``), or published so long ago that the message is
-        probably lost, are published again while their rows are locked.
-        Duplicates are harmless: claims are guarded.
-        """
-        return await self._send_locked(
+    def lock_unpublished(
+        self, *, grace_seconds: float, republish_after_seconds: float, limit: int
+    ) -> AbstractAsyncContextManager[LockedRows[Job]]:
+        return self._lock_jobs(
             "SELECT * FROM jobs WHERE status = 'pending' AND ("
             " (published_at IS NULL AND updated_at < now() - make_interval(secs => $1))"
             " OR published_at < now() - make_interval(secs => $2))"
             " ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
             (grace_seconds, republish_after_seconds, limit),
-            send=publish,
-            stamp="UPDATE jobs SET published_at = now() WHERE job_id = $1",
+            record="UPDATE jobs SET published_at = now() WHERE job_id = ANY($1::uuid[])",
         )
 
-    async def _send_locked(
-        self,
-        select: str,
-        args: tuple[Any, ...],
-        *,
-        send: Callable[[Job], Awaitable[None]],
-        stamp: str,
-    ) -> list[Job]:
-        """An outbox sweep: ``send`` each job row ``select`` locks, and run
-        ``stamp`` (with its job id) on it, in one transaction; a failed send
-        rolls the batch back and the next sweep tries again."""
-        sent: list[Job] = []
+    def lock_unparked(
+        self, *, grace_seconds: float, limit: int
+    ) -> AbstractAsyncContextManager[LockedRows[Job]]:
+        return self._lock_jobs(
+            "SELECT * FROM jobs WHERE status = 'failed' AND parked_at IS NULL"
+            " AND error_message IS DISTINCT FROM $1"
+            " AND updated_at < now() - make_interval(secs => $2)"
+            " ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+            (CANCELLED, grace_seconds, limit),
+            record="UPDATE jobs SET parked_at = now() WHERE job_id = ANY($1::uuid[])",
+        )
+
+    @asynccontextmanager
+    async def _lock_jobs(
+        self, select: str, args: tuple[Any, ...], *, record: str
+    ) -> AsyncIterator[LockedRows[Job]]:
+        """The job rows ``select`` locks; ``record`` (given their ids) marks
+        them sent, in the same transaction."""
         async with self.transaction() as conn:
-            for row in await conn.fetch(select, *args):
-                job = _row_to_job(row)
-                await send(job)
-                await conn.execute(stamp, job.job_id)
-                sent.append(job)
-        return sent
+            jobs = [_row_to_job(row) for row in await conn.fetch(select, *args)]
+
+            async def stamp(sent: Sequence[Job]) -> None:
+                await conn.execute(record, [job.job_id for job in sent])
+
+            yield LockedRows(jobs, stamp)
+
+    @asynccontextmanager
+    async def lock_unpublished_events(self, *, limit: int) -> AsyncIterator[LockedRows[JobEvent]]:
+        async with self.transaction() as conn:
+            events: list[JobEvent] = []
+            if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _EVENTS_LOCK_KEY):
+                rows = await conn.fetch(
+                    "SELECT * FROM job_events WHERE published_at IS NULL"
+                    " ORDER BY event_id LIMIT $1",
+                    limit,
+                )
+                events = [
+                    JobEvent(
+                        event_id=row["event_id"],
+                        job_id=row["job_id"],
+                        status=JobStatus(row["status"]),
+                        attempt=row["attempt"],
+                        tag=row["tag"],
+                        occurred_at=row["occurred_at"],
+                    )
+                    for row in rows
+                ]
+
+            async def stamp(sent: Sequence[JobEvent]) -> None:
+                await conn.execute(
+                    "UPDATE job_events SET published_at = now() WHERE event_id = ANY($1::bigint[])",
+                    [event.event_id for event in sent],
+                )
+
+            yield LockedRows(events, stamp)
 
     async def forget_idempotency_keys(self, *, older_than_seconds: float, limit: int) -> int:
         """Clear the ``Idempotency-Key`` of up to ``limit`` jobs created more
@@ -500,55 +509,6 @@ class PostgresJobRepository:
             )
         )
         return int(status.split()[-1])
-
-    async def sweep_unparked(
-        self, *, grace_seconds: float, limit: int, park: Callable[[Job], Awaitable[None]]
-    ) -> list[Job]:
-        """The dead-letter outbox: failed jobs (not cancelled ones) whose copy
-        never reached the dead-letter queue, failed more than ``grace_seconds``
-        ago, are parked while their rows are locked; a failed publish rolls
-        the sweep back and the next one tries again."""
-        return await self._send_locked(
-            "SELECT * FROM jobs WHERE status = 'failed' AND parked_at IS NULL"
-            " AND error_message IS DISTINCT FROM $1"
-            " AND updated_at < now() - make_interval(secs => $2)"
-            " ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
-            (CANCELLED, grace_seconds, limit),
-            send=park,
-            stamp="UPDATE jobs SET parked_at = now() WHERE job_id = $1",
-        )
-
-    async def sweep_events(
-        self, *, limit: int, publish: Callable[[JobEvent], Awaitable[None]]
-    ) -> list[JobEvent]:
-        """Publish unpublished events in order. One publisher at a time (an
-        advisory lock), so a job's events go out in the order they happened;
-        a failed publish rolls back and the next sweep tries again."""
-        sent: list[JobEvent] = []
-        async with self.transaction() as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _EVENTS_LOCK_KEY):
-                return sent
-            rows = await conn.fetch(
-                "SELECT * FROM job_events WHERE published_at IS NULL ORDER BY event_id LIMIT $1",
-                limit,
-            )
-            for row in rows:
-                event = JobEvent(
-                    event_id=row["event_id"],
-                    job_id=row["job_id"],
-                    status=JobStatus(row["status"]),
-                    attempt=row["attempt"],
-                    tag=row["tag"],
-                    occurred_at=row["occurred_at"],
-                )
-                await publish(event)
-                sent.append(event)
-            if sent:
-                await conn.execute(
-                    "UPDATE job_events SET published_at = now() WHERE event_id = ANY($1::bigint[])",
-                    [e.event_id for e in sent],
-                )
-        return sent
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

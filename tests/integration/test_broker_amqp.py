@@ -101,9 +101,7 @@ async def test_an_unroutable_publish_raises(amqp_settings):
 async def test_dead_letters_are_listed_taken_and_purged(broker):
     ids = [uuid.uuid4() for _ in range(3)]
     for i, job_id in enumerate(ids):
-        await broker.publish_dead(
-            build_payload(job_id), reason=f"why {i}", job_id=str(job_id), attempt=5
-        )
+        await broker.park(build_payload(job_id), reason=f"why {i}", job_id=str(job_id), attempt=5)
     await asyncio.sleep(0.2)
     listed = await broker.dead_letters(limit=10)
     assert [d.job_id for d in listed] == [str(i) for i in ids]

@@ -147,9 +147,13 @@ async def test_expired_leases_are_requeued_or_failed_once_by_concurrent_sweeps(r
         await asyncio.sleep(0.01)  # hold the row locks a moment
         parked.append(job.job_id)
 
-    results = await asyncio.gather(
-        *(repo.sweep_expired(max_attempts=2, limit=100, dead_letter=dead) for _ in range(3))
-    )
+    async def sweep():
+        async with repo.expire_leases(max_attempts=2, limit=100) as expired:
+            for job in expired.failed:  # parked while the rows are locked
+                await dead(job)
+        return expired.requeued, expired.failed
+
+    results = await asyncio.gather(*(sweep() for _ in range(3)))
     requeued = [job.job_id for r, _ in results for job in r]
     failed = [job.job_id for _, f in results for job in f]
     assert sorted(requeued + failed) == sorted(j.job_id for j in jobs)
@@ -171,7 +175,9 @@ async def test_a_failed_dead_letter_publish_rolls_the_sweep_back(repo):
         raise RuntimeError("broker down")
 
     with pytest.raises(RuntimeError):
-        await repo.sweep_expired(max_attempts=1, limit=10, dead_letter=broken)
+        async with repo.expire_leases(max_attempts=1, limit=10) as expired:
+            for failed in expired.failed:
+                await broken(failed)
     assert (await repo.get(job.job_id)).status is JobStatus.RUNNING
 
 
@@ -185,20 +191,19 @@ async def test_the_outbox_publishes_unconfirmed_jobs_once_across_sweeps(repo):
         await asyncio.sleep(0.01)
         seen.append(job.job_id)
 
-    sweeps = [
-        repo.sweep_unpublished(
-            grace_seconds=0.01, republish_after_seconds=3600, limit=100, publish=publish
-        )
-        for _ in range(3)
-    ]
+    async def sweep():
+        async with repo.lock_unpublished(
+            grace_seconds=0.01, republish_after_seconds=3600, limit=100
+        ) as owed:
+            for job in owed.rows:
+                await publish(job)
+            await owed.record(owed.rows)
+        return owed.rows
+
+    sweeps = [sweep() for _ in range(3)]
     await asyncio.gather(*sweeps)
     assert sorted(seen) == sorted(j.job_id for j in jobs[1:])
-    assert (
-        await repo.sweep_unpublished(
-            grace_seconds=0.01, republish_after_seconds=3600, limit=100, publish=publish
-        )
-        == []
-    )
+    assert await sweep() == []
 
 
 async def test_an_idempotency_key_is_forgotten_after_its_ttl_and_can_be_used_again(

@@ -104,7 +104,7 @@ def test_hostile_messages_are_parked_with_a_reason_and_the_worker_carries_on(
         assert asyncio.run(queue_depth(amqp, "videoq.dead.jobs")) == 1
         assert client.wait(client.submit(sample_mp4), timeout=60)["status"] == "completed"
     lines = [json.loads(line) for line in stack.log("worker").splitlines() if line.startswith("{")]
-    parked = [line for line in lines if line["event"] == "message.dead_lettered"]
+    parked = [line for line in lines if line["event"] == "message.parked"]
     assert len(parked) == 1 and parked[0]["reason"].startswith(reason)
 
 

@@ -303,7 +303,7 @@ def test_sigterm_hands_the_job_back_and_exits_zero(stack, settings, sample_mp4):
         stack.start_worker("w2", VIDEOQ_TEST_SLOW_SECONDS="0.01")
         final = client.wait(job_id, timeout=60)
     assert final["status"] == "completed" and final["attempts"] == 1
-    assert '"event":"job.handed_back"' in stack.log("w1")
+    assert '"event":"job.released"' in stack.log("w1")
 
 
 def test_two_janitors_publish_each_stranded_job_once(stack, settings, services_ready):

@@ -157,7 +157,7 @@ def test_metrics_move_as_real_jobs_go_through_the_api_worker_and_janitor(
 
     assert w("videoq_jobs_completed_total", pipeline="basic") == 1
     assert w("videoq_jobs_failed_total", pipeline="basic") == 1
-    assert w("videoq_jobs_dead_lettered_total", reason="failed") == 1
+    assert w("videoq_jobs_parked_total", reason="failed") == 1
     assert w("videoq_jobs_retried_total") == 0
     assert w("videoq_frames_processed_total", pipeline="basic") == 10
     assert w("videoq_job_duration_seconds_count", pipeline="basic", outcome="completed") == 1

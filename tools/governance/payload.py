@@ -31,7 +31,8 @@ def _is_publish_call(node: ast.AST) -> bool:
     if not isinstance(node, ast.Call):
         return False
     name = call_name(node) or ""
-    return name.lstrip("_").startswith("publish") or name in {"Message", "basic_publish"}
+    # ``park`` publishes too: a copy in the dead-letter queue.
+    return name.lstrip("_").startswith("publish") or name in {"park", "Message", "basic_publish"}
 
 
 def _is_stub(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
