@@ -148,7 +148,7 @@ class Worker:
 
     async def stop(self, *, grace_seconds: float) -> None:
         """Stop consuming; let jobs in hand finish within ``grace_seconds``,
-        then interrupt them and hand them back (pending + republish)."""
+        then interrupt them and release them (pending + republish)."""
         self._stopping.set()
         if self._retry_resume is not None:
             self._retry_resume.cancel()
