@@ -10,4 +10,5 @@ if [ -n "${RABBITMQ_ERLANG_COOKIE:-}" ]; then
     chmod 0400 "$HOME/.erlang.cookie"
     unset RABBITMQ_ERLANG_COOKIE
 fi
-exec rabbitmq-server "$@"
+# Not Debian's /usr/sbin wrapper: it sends the log to a file and does not exec.
+exec /usr/lib/rabbitmq/bin/rabbitmq-server "$@"
