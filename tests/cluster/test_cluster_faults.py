@@ -138,44 +138,45 @@ class Scenario:
     def leader(self) -> Node:
         return self.cluster.leader(self.vhost, self.queue)
 
-    def connections_on(self, node: Node) -> list[str]:
-        return sorted(
-            c["client_properties"].get("connection_name", "?")
+    def connections_on(self, node: Node) -> dict[str, str]:
+        """The client connections on ``node``: broker-side name -> client's name."""
+        return {
+            c["name"]: c["client_properties"].get("connection_name", "?")
             for c in self.cluster.connections(self.vhost)
             if c.get("node") == node.erlang_name
-        )
+        }
 
-    def worker_node(self, *, since_ms: float) -> str | None:
-        """The node of the worker's one connection opened after ``since_ms``."""
-        mine = [
-            c
-            for c in self.cluster.connections(self.vhost)
-            if c["client_properties"].get("connection_name") == "videoq-worker"
-        ]
-        if len(mine) == 1 and mine[0].get("connected_at", 0) >= since_ms:
-            return str(mine[0]["node"])
-        return None
+    def worker_consumer(self) -> dict[str, Any] | None:
+        """The channel of the jobs queue's one consumer (the worker's, when it
+        is idle: a busy worker of concurrency 1 may stop consuming)."""
+        found = self.cluster.consumers(self.vhost, self.queue)
+        return dict(found[0]["channel_details"]) if len(found) == 1 else None
 
-    def start_worker(self) -> str:
-        """Start the worker; return the node its broker connection landed on."""
-        since_ms = time.time() * 1000 - 1000  # the broker's clock is this machine's
+    def start_worker(self, *, replacing: str | None = None) -> dict[str, Any]:
+        """Start the worker; return its consumer's channel once it consumes."""
         self.stack.start_worker("worker", VIDEOQ_TEST_SLOW_SECONDS=SLOW_SECONDS)
-        node = wait_until(
-            lambda: self.worker_node(since_ms=since_ms),
-            timeout=60,
-            interval=0.5,
-            what="the worker's broker connection",
-        )
-        return str(node)
+
+        def consuming() -> dict[str, Any] | None:
+            channel = self.worker_consumer()
+            return channel if channel and channel["name"] != replacing else None
+
+        channel = wait_until(consuming, timeout=60, interval=0.5, what="the worker consuming")
+        assert channel is not None
+        return channel
 
     def place_worker_on(self, node: Node) -> int:
         """Restart the idle worker until the balancer puts its connection on
         ``node``; return how many restarts it took."""
         for restarts in range(WORKER_PLACEMENTS):
-            if self.worker_node(since_ms=0) == node.erlang_name:
+            channel = wait_until(
+                self.worker_consumer, timeout=30, interval=0.5, what="the idle worker consuming"
+            )
+            assert channel is not None
+            if channel["node"] == node.erlang_name:
+                self.notes["worker connection"] = channel["connection_name"]
                 return restarts
             assert self.stack.kill("worker", signal.SIGTERM) == 0
-            self.start_worker()
+            self.start_worker(replacing=channel["name"])
         raise AssertionError(f"the worker's connection never landed on {node}")
 
     def wait_running(self) -> None:
@@ -222,7 +223,9 @@ class Scenario:
         rows = list(_rows(self.settings).values())
         self.notes[label] = {
             "node": leader.host,
-            "connections_on_it": self.connections_on(leader),
+            "connections_on_it": sorted(self.connections_on(leader).values()),
+            "worker_connection_on_it": self.notes.get("worker connection")
+            in self.connections_on(leader),
             "dead_letter_queue_on": self.dead_letter_node(),
             "jobs_running": sum(r["status"] == "running" for r in rows),
             "jobs_pending": sum(r["status"] == "pending" for r in rows),
@@ -260,7 +263,7 @@ def test_killing_the_leader_of_the_jobs_queue_twice_loses_and_repeats_nothing(
         submitter = Submitter(stack.start_api(), sample_mp4, long_video)
         stack.start_janitor()
         scene = Scenario(rabbit_cluster, stack, settings, submitter)
-        scene.start_worker()
+        scene.notes["worker connection"] = scene.start_worker()["connection_name"]
 
         # 1. The leader dies with jobs pending and running, wherever the
         #    worker's connection happens to be.
@@ -278,7 +281,6 @@ def test_killing_the_leader_of_the_jobs_queue_twice_loses_and_repeats_nothing(
             submitter.submit("between", long=True)
         scene.wait_running()
         scene.outage("kill 2")
-        worker_was_there = "videoq-worker" in scene.notes["kill 2"]["connections_on_it"]
 
         for _ in range(5):
             submitter.submit("after")
@@ -329,7 +331,7 @@ def test_killing_the_leader_of_the_jobs_queue_twice_loses_and_repeats_nothing(
     problems = []
     if not drained:
         problems.append(f"jobs not finished within {DRAIN_SECONDS:.0f} s")
-    if not worker_was_there:
+    if not scene.notes["kill 2"]["worker_connection_on_it"]:
         problems.append("the worker's connection was not on the node killed the second time")
     if set(statuses) - {202, 503}:
         problems.append(f"answers other than 202 and 503: {dict(statuses)}")

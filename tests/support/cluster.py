@@ -268,3 +268,9 @@ class RabbitCluster:
         ``client_properties.connection_name``."""
         found: list[dict[str, Any]] = self.api(f"/api/vhosts/{quote(vhost, safe='')}/connections")
         return found
+
+    def consumers(self, vhost: str, queue: str) -> list[dict[str, Any]]:
+        """The consumers of ``queue``: each with its ``channel_details`` (the
+        channel's ``name``, ``node`` and ``connection_name``)."""
+        every: list[dict[str, Any]] = self.api(f"/api/consumers/{quote(vhost, safe='')}")
+        return [c for c in every if c.get("queue", {}).get("name") == queue]
