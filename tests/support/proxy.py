@@ -1,5 +1,10 @@
-"""A TCP proxy that the tests can cut: the network between a service and its
-dependency goes away (connections reset, new ones refused) and comes back."""
+"""TCP proxies for the tests.
+
+- ``TcpProxy``: one the tests can cut: the network between a service and its
+  dependency goes away (connections reset, new ones refused) and comes back.
+- ``TcpBalancer``: a round robin over several backends that skips one that
+  refuses, as a Kubernetes Service does once a dead pod leaves its endpoints.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ import asyncio
 import contextlib
 import socket
 import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
-__all__ = ["TcpProxy"]
+__all__ = ["TcpBalancer", "TcpProxy"]
 
 
 class TcpProxy:
@@ -24,8 +31,8 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self.up()
 
-    def _call(self, coro):  # type: ignore[no-untyped-def]
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
@@ -34,9 +41,12 @@ class TcpProxy:
                 await writer.drain()
         writer.close()
 
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(*self._target)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
+            up_reader, up_writer = await self._open_upstream()
         except OSError:
             writer.close()
             return
@@ -71,3 +81,33 @@ class TcpProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
+
+
+class TcpBalancer(TcpProxy):
+    """Forwards each new connection to the next backend in turn; a backend that
+    refuses (or does not answer within ``connect_timeout``) is skipped, and a
+    client is refused only when every backend is."""
+
+    def __init__(self, targets: Sequence[tuple[str, int]], *, connect_timeout: float = 2.0) -> None:
+        if not targets:
+            raise ValueError("a balancer needs at least one backend")
+        self._targets = list(targets)
+        self._next = 0
+        self._connect_timeout = connect_timeout
+        #: Connections forwarded to each backend so far, by its index in ``targets``.
+        self.forwarded = [0] * len(self._targets)
+        super().__init__(*self._targets[0])
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        for _ in self._targets:
+            index = self._next
+            self._next = (index + 1) % len(self._targets)
+            try:
+                pair = await asyncio.wait_for(
+                    asyncio.open_connection(*self._targets[index]), self._connect_timeout
+                )
+            except (OSError, TimeoutError):
+                continue
+            self.forwarded[index] += 1
+            return pair
+        raise ConnectionRefusedError("no backend accepts connections")
