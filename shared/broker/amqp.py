@@ -51,6 +51,7 @@ _EXCHANGE_TYPES = {
     "topic": aio_pika.ExchangeType.TOPIC,
 }
 _PUBLISH_TIMEOUT = 10.0
+_RECONNECT_SECONDS = 1.0
 _FAILURES = (
     aiormq.exceptions.AMQPError,
     aio_pika.exceptions.PublishError,
@@ -107,6 +108,9 @@ class AmqpBroker:
         connection = aio_pika.RobustConnection(
             make_url(settings.amqp_url.get_secret_value()),
             client_properties={"connection_name": app_id},
+            # aio-pika's default is 5 s: after a node loss, that long with
+            # no consuming and every publish deferred to the outbox.
+            reconnect_interval=_RECONNECT_SECONDS,
         )
         try:
             with _unavailable():
@@ -162,6 +166,10 @@ class AmqpBroker:
     async def _publish(
         self, exchange: str, routing_key: str, message: aio_pika.Message, *, mandatory: bool = True
     ) -> None:
+        if not self._connection.connected.is_set() or self._channel.is_closed:
+            # Reconnecting: waiting for it would hold a submit for seconds;
+            # the outbox publishes the job once the connection is back.
+            raise DependencyUnavailable("broker", "publish failed: reconnecting")
         with _unavailable("publish"):
             await self._exchanges[exchange].publish(
                 message, routing_key=routing_key, mandatory=mandatory, timeout=_PUBLISH_TIMEOUT
