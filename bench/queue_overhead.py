@@ -1,9 +1,9 @@
 """Benchmark: queue overhead, end to end, against bare Celery and bare aio-pika.
 
-    python bench/queue.py [--quick] [--jobs N] [--workers W] [--worker-concurrency K]
-                          [--repeat R] [--concurrency C] [--light-jobs M] [--light-rate HZ]
-                          [--profile DIR] [--trace DIR] [--whatif PATCHES | --baseline REV]
-                          [--json PATH]
+    python -m bench.queue_overhead [--quick] [--jobs N] [--workers W]
+        [--worker-concurrency K] [--repeat R] [--concurrency C] [--light-jobs M]
+        [--light-rate HZ] [--profile DIR] [--trace DIR]
+        [--whatif PATCHES | --baseline REV] [--json PATH]
 
 Each round (default 3; the median of each figure is reported), back to back
 on the same RabbitMQ, each on a fresh vhost (and database and bucket):
@@ -22,13 +22,10 @@ on the same RabbitMQ, each on a fresh vhost (and database and bucket):
    Latency is from the client's clock at the start of the POST to the job
    row's ``updated_at`` at ``completed`` (the same machine's clock); the row's
    ``created_at`` to ``updated_at`` is reported beside it.
-2. **Celery**: a no-op task (acks_late, persistent, no result backend,
-   prefetch 1) published N times from this process, one prefork worker
-   process (``-c 1``); on a classic queue with Celery's defaults, and on a
-   quorum queue with publisher confirms (what videoq guarantees).
-3. **aio-pika**: N persistent messages published with confirms (C in
-   flight) and consumed by a separate process (prefetch 1, one ack each):
-   the broker's own rate for the same scheme, on a classic and a quorum queue.
+2. **the baselines** (``bench/baselines.py``): a bare Celery no-op task on a
+   classic queue with Celery's defaults and on a quorum queue with publisher
+   confirms (what videoq guarantees), and a bare aio-pika publish/consume
+   loop on a classic and a quorum queue, N messages each.
 
 Prints jobs/s (messages/s), latencies, the CPU each component spent per job
 (api, workers, janitor, this database's PostgreSQL backends, RabbitMQ, moto),
@@ -36,89 +33,213 @@ and the ratios videoq / Celery and videoq / aio-pika.
 
 Finding where the time goes: ``--profile DIR`` records the api and the worker
 with py-spy during the first round's throughput phase and prints a summary
-(``bench/hotspots.py``); ``--trace DIR`` runs them under ``bench/trace.py``
-and prints the wall-clock time of each step per job; ``--whatif PATCHES``
-runs, in each round, a second videoq with proposed optimisations patched in
-at start-up (see ``bench/trace.py``), so
-their effect is measured in the same run, before anyone changes the code.
-``--baseline REV`` does the same with the code of git revision REV (extracted
-with ``git archive``) as the plain stack and this checkout as the patched
-one: what a series of commits changed, measured side by side.
+(``bench.hotspots``); ``--trace DIR`` runs them under ``bench.trace`` and
+prints the wall-clock time of each step per job; ``--whatif PATCHES`` runs,
+in each round, a second videoq with proposed optimisations patched in at
+start-up (see ``bench/trace.py``), so their effect is measured in the same
+run, before anyone changes the code. ``--baseline REV`` does the same with
+the code of git revision REV (extracted with ``git archive``) as the plain
+stack and this checkout as the patched one: what a series of commits
+changed, measured side by side.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path, where this
-# module would shadow the standard library's ``queue``: put the repo there.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import importlib.util
 import json
-import os
 import signal
 import subprocess
-import tempfile
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import aio_pika
 import asyncpg
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]
 
-from bench.common import (
-    REPO,
-    BenchStack,
-    CpuMeter,
+from bench.baselines import BaselineRun, aiopika_round, celery_round
+from bench.figures import (
     Percentiles,
-    bench_services,
-    cache_dir,
-    fresh_stack,
-    load_average,
-    machine,
+    Row,
+    Target,
     median,
     median_percentiles,
-    pair_label,
     percentiles,
-    print_machine,
-    retrying,
-    s3_endpoint,
-    services_from,
-    source_tree,
-    submit_clip,
-    tiny_mp4,
-    wait_for_consumers,
+    show,
     write_json,
 )
-from tests.support.services import Services, drop_vhost, new_vhost
+from bench.inputs import tiny_mp4
+from bench.machine import describe, load_average, print_description
+from bench.stack import (
+    CHECKOUT,
+    BenchStack,
+    Code,
+    CpuMeter,
+    bench_services,
+    default_s3_credentials,
+    fresh_stack,
+    pair_label,
+    retrying,
+    s3_endpoint,
+    source_tree,
+    submit_clip,
+    wait_for_consumers,
+)
+from tests.support.services import Services
 
 PIPELINE = "noop"
 WARMUP = 10
 
 
+# --- what is measured -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One submit, on the client's clock."""
+
+    job_id: str
+    started: float
+    answered: float
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Throughput and latencies of one phase, from the job rows."""
+
+    jobs: int
+    failed: int
+    seconds: float
+    jobs_per_s: float
+    submits_per_s: float
+    #: From the start of the POST to the row's ``completed``.
+    e2e: Percentiles
+    #: From the row's ``created_at`` to its ``completed``.
+    row: Percentiles
+    #: The POST, to its 202.
+    http: Percentiles
+
+
+@dataclass
+class VideoqRun:
+    """What one videoq stack measured in one round."""
+
+    light: Phase
+    throughput: Phase
+    cpu_ms_per_job: dict[str, float]
+    #: ``bench.trace``'s step timings of the api and the worker (what-if pairs).
+    steps: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class VideoqFigures:
+    """What is printed of a videoq stack: one round's, or the medians of several."""
+
+    jobs_per_s: float
+    submits_per_s: float
+    light_e2e: Percentiles
+    light_row: Percentiles
+    light_http: Percentiles
+    throughput_e2e: Percentiles
+    cpu_ms_per_job: dict[str, float]
+    failed: int | None = None
+
+    @classmethod
+    def of(cls, run: VideoqRun) -> VideoqFigures:
+        return cls(
+            jobs_per_s=run.throughput.jobs_per_s,
+            submits_per_s=run.throughput.submits_per_s,
+            light_e2e=run.light.e2e,
+            light_row=run.light.row,
+            light_http=run.light.http,
+            throughput_e2e=run.throughput.e2e,
+            cpu_ms_per_job=run.cpu_ms_per_job,
+            failed=run.throughput.failed,
+        )
+
+    @classmethod
+    def median_of(cls, runs: Sequence[VideoqRun]) -> VideoqFigures:
+        return cls(
+            jobs_per_s=median([r.throughput.jobs_per_s for r in runs]),
+            submits_per_s=median([r.throughput.submits_per_s for r in runs]),
+            light_e2e=median_percentiles([r.light.e2e for r in runs]),
+            light_row=median_percentiles([r.light.row for r in runs]),
+            light_http=median_percentiles([r.light.http for r in runs]),
+            throughput_e2e=median_percentiles([r.throughput.e2e for r in runs]),
+            cpu_ms_per_job={
+                part: median([r.cpu_ms_per_job[part] for r in runs])
+                for part in runs[0].cpu_ms_per_job
+            },
+        )
+
+    def rows(self, name: str, light_rate: float) -> list[Row]:
+        failed = "" if self.failed is None else f", failed {self.failed}"
+        cpu = ", ".join(f"{k} {v:.1f} ms" for k, v in self.cpu_ms_per_job.items())
+        return [
+            Row(f"{name} light load: submit->completed", light_rate, "jobs/s", self.light_e2e),
+            Row(f"{name} light load: row created->done", light_rate, "jobs/s", self.light_row),
+            Row(f"{name} light load: HTTP submit", light_rate, "jobs/s", self.light_http),
+            Row(
+                f"{name} throughput: submit->completed",
+                self.jobs_per_s,
+                "jobs/s",
+                self.throughput_e2e,
+                f"(submits {self.submits_per_s:.0f}/s{failed})",
+            ),
+            Row(f"{name} CPU per job", note=cpu),
+        ]
+
+    def summary(self) -> dict[str, Any]:
+        """The figures under the names of the JSON summary."""
+        return {
+            "videoq_cpu_ms_per_job": self.cpu_ms_per_job,
+            "videoq_jobs_per_s": self.jobs_per_s,
+            "videoq_submits_per_s": self.submits_per_s,
+            "videoq_light_e2e": self.light_e2e,
+            "videoq_light_row": self.light_row,
+            "videoq_light_http": self.light_http,
+            "videoq_throughput_e2e": self.throughput_e2e,
+        }
+
+
+@dataclass
+class Round:
+    """One round: the videoq stack (and its what-if twin), then the baselines."""
+
+    load_average: list[float]
+    videoq: VideoqRun
+    whatif: VideoqRun | None = None
+    baselines: dict[str, BaselineRun] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"load_average": self.load_average, "videoq": self.videoq}
+        if self.whatif is not None:
+            out["videoq what-if"] = self.whatif
+        return {**out, **self.baselines}
+
+
 # --- videoq ------------------------------------------------------------------------
 
 
-async def _submit(http: httpx.AsyncClient, payload: bytes) -> tuple[str, float, float]:
+async def _submit(http: httpx.AsyncClient, payload: bytes) -> Submitted:
     started = time.time()
     job_id = await submit_clip(http, payload, pipeline=PIPELINE)
-    return job_id, started, time.time()
+    return Submitted(job_id, started, time.time())
 
 
 async def submit_closed(
     http: httpx.AsyncClient, payload: bytes, count: int, concurrency: int
-) -> list[tuple[str, float, float]]:
+) -> list[Submitted]:
     """``count`` submits with ``concurrency`` in flight."""
-    out: list[tuple[str, float, float]] = []
+    out: list[Submitted] = []
     left = iter(range(count))
 
     async def lane() -> None:
@@ -131,7 +252,7 @@ async def submit_closed(
 
 async def submit_open(
     http: httpx.AsyncClient, payload: bytes, count: int, rate: float
-) -> list[tuple[str, float, float]]:
+) -> list[Submitted]:
     """``count`` submits started at a fixed ``rate`` per second, whatever the answers."""
     start = time.monotonic()
     tasks = []
@@ -158,41 +279,39 @@ async def wait_finished(db: asyncpg.Connection, ids: list[str], within: float) -
         await asyncio.sleep(0.1)
 
 
-async def phase_figures(
-    db: asyncpg.Connection, submits: list[tuple[str, float, float]]
-) -> dict[str, Any]:
+async def phase_figures(db: asyncpg.Connection, submits: list[Submitted]) -> Phase:
     """Throughput and latencies of one phase, from the job rows."""
     rows = {
         str(r["job_id"]): r
         for r in await db.fetch(
             "SELECT job_id, status, created_at, updated_at FROM jobs WHERE job_id = ANY($1::uuid[])",
-            [s[0] for s in submits],
+            [s.job_id for s in submits],
         )
     }
     e2e, in_system, http = [], [], []
     failed = 0
-    for job_id, started, answered in submits:
-        row = rows[job_id]
+    for submit in submits:
+        row = rows[submit.job_id]
         if row["status"] != "completed":
             failed += 1
             continue
         finished = row["updated_at"].timestamp()
-        e2e.append(finished - started)
+        e2e.append(finished - submit.started)
         in_system.append(finished - row["created_at"].timestamp())
-        http.append(answered - started)
-    first = min(s[1] for s in submits)
+        http.append(submit.answered - submit.started)
+    first = min(s.started for s in submits)
     last_done = max(r["updated_at"].timestamp() for r in rows.values())
-    last_answer = max(s[2] for s in submits)
-    return {
-        "jobs": len(submits),
-        "failed": failed,
-        "seconds": last_done - first,
-        "jobs_per_s": len(submits) / (last_done - first),
-        "submits_per_s": len(submits) / (last_answer - first),
-        "e2e": percentiles(e2e),
-        "row": percentiles(in_system),
-        "http": percentiles(http),
-    }
+    last_answer = max(s.answered for s in submits)
+    return Phase(
+        jobs=len(submits),
+        failed=failed,
+        seconds=last_done - first,
+        jobs_per_s=len(submits) / (last_done - first),
+        submits_per_s=len(submits) / (last_answer - first),
+        e2e=percentiles(e2e),
+        row=percentiles(in_system),
+        http=percentiles(http),
+    )
 
 
 def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -248,33 +367,41 @@ class Videoq:
     db: asyncpg.Connection
     http: httpx.AsyncClient
     moto: int | None
-    light: list[tuple[str, float, float]] = field(default_factory=list)
-    heavy: list[list[tuple[str, float, float]]] = field(default_factory=list)
+    light: list[Submitted] = field(default_factory=list)
+    heavy: list[list[Submitted]] = field(default_factory=list)
     cpu_ms: dict[str, float] = field(default_factory=dict)
 
     async def light_block(self, payload: bytes, count: int, rate: float) -> None:
         submits = await submit_open(self.http, payload, count, rate)
-        await wait_finished(self.db, [s[0] for s in submits], 120)
+        await wait_finished(self.db, [s.job_id for s in submits], 120)
         self.light += submits
 
     async def heavy_block(self, payload: bytes, count: int, concurrency: int) -> None:
         meter = CpuMeter(await _process_ids(self.bench, self.db, self.moto))
         submits = await submit_closed(self.http, payload, count, concurrency)
-        await wait_finished(self.db, [s[0] for s in submits], 60 + count)
+        await wait_finished(self.db, [s.job_id for s in submits], 60 + count)
         cpu = meter.per_job(await _process_ids(self.bench, self.db, self.moto), 1)
         for name, ms in cpu.items():
             self.cpu_ms[name] = self.cpu_ms.get(name, 0.0) + ms
         self.heavy.append(submits)
 
-    async def figures(self) -> dict[str, Any]:
+    async def figures(self) -> VideoqRun:
         blocks = [await phase_figures(self.db, block) for block in self.heavy]
         heavy = await phase_figures(self.db, [s for block in self.heavy for s in block])
-        jobs = sum(b["jobs"] for b in blocks)
-        heavy["seconds"] = sum(b["seconds"] for b in blocks)
-        heavy["jobs_per_s"] = jobs / heavy["seconds"]
-        heavy["submits_per_s"] = jobs / sum(b["jobs"] / b["submits_per_s"] for b in blocks)
-        heavy["cpu_ms_per_job"] = {k: v / jobs for k, v in self.cpu_ms.items()}
-        return {"light": await phase_figures(self.db, self.light), "throughput": heavy}
+        jobs = sum(b.jobs for b in blocks)
+        seconds = sum(b.seconds for b in blocks)
+        # Throughput over the blocks' own durations (not the gaps between them).
+        heavy = dataclasses.replace(
+            heavy,
+            seconds=seconds,
+            jobs_per_s=jobs / seconds,
+            submits_per_s=jobs / sum(b.jobs / b.submits_per_s for b in blocks),
+        )
+        return VideoqRun(
+            light=await phase_figures(self.db, self.light),
+            throughput=heavy,
+            cpu_ms_per_job={k: v / jobs for k, v in self.cpu_ms.items()},
+        )
 
 
 @contextlib.asynccontextmanager
@@ -285,25 +412,23 @@ async def videoq_stack(
     *,
     trace: Path | None,
     moto: int | None,
-    whatif: str = "",
-    source: Path | None = None,
+    code: Code = CHECKOUT,
 ) -> AsyncIterator[Videoq]:
     """A fresh stack (api, workers, janitor) on a fresh vhost, database and
     bucket, warmed up; under ``bench.trace`` when ``trace`` names a folder;
-    running the code in ``source`` (a source tree) instead of this checkout's."""
-    async with fresh_stack(s3) as bench:
+    running ``code``."""
+    async with fresh_stack(s3, code=code) as bench:
         if trace is None and (args.whatif or args.baseline):
             trace = bench.logs  # the what-if pair: both stacks under the tracer
         if trace:
             trace.mkdir(parents=True, exist_ok=True)
-        with services_from(bench, source=source, whatif=whatif):
-            url = bench.start_api(trace=trace / "api.json" if trace else None)
-            bench.start_workers(
-                args.workers,
-                trace=trace / "worker.json" if trace else None,
-                VIDEOQ_WORKER_CONCURRENCY=str(args.worker_concurrency),
-            )
-            bench.stack.start_janitor()
+        url = bench.start_api(trace=trace / "api.json" if trace else None)
+        bench.start_workers(
+            args.workers,
+            trace=trace / "worker.json" if trace else None,
+            VIDEOQ_WORKER_CONCURRENCY=str(args.worker_concurrency),
+        )
+        bench.stack.start_janitor()
         await wait_for_consumers(bench.amqp_url, bench.settings.queue_process, args.workers)
         db = await asyncpg.connect(bench.database_url)
         limits = httpx.Limits(
@@ -312,7 +437,7 @@ async def videoq_stack(
         try:
             async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
                 warm = await submit_closed(http, payload, args.warmup, min(4, args.concurrency))
-                await wait_finished(db, [w[0] for w in warm], 60)
+                await wait_finished(db, [w.job_id for w in warm], 60)
                 yield Videoq(bench, db, http, moto)
         finally:
             await db.close()
@@ -320,7 +445,7 @@ async def videoq_stack(
 
 async def videoq_round(
     s3: str, payload: bytes, args: argparse.Namespace, *, first: bool, moto: int | None
-) -> dict[str, Any]:
+) -> VideoqRun:
     """One stack: the light-load phase, then the throughput phase."""
     trace = args.trace if first else None
     async with videoq_stack(s3, payload, args, trace=trace, moto=moto) as vq:
@@ -337,13 +462,14 @@ async def videoq_round(
 
 async def videoq_pair_round(
     s3: str, payload: bytes, args: argparse.Namespace, *, moto: int | None
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[VideoqRun, VideoqRun]:
     """The plain stack and the patched one (``--whatif``), both up at once,
     both under ``bench.trace``, measured in alternating blocks (plain,
     patched, plain, ...), so a change in the machine's load hits both alike."""
+    plain_code, patched_code = Code(source=args.baseline_tree), Code(whatif=args.whatif)
     async with (
-        videoq_stack(s3, payload, args, trace=None, moto=moto, source=args.baseline_tree) as plain,
-        videoq_stack(s3, payload, args, trace=None, moto=moto, whatif=args.whatif) as patched,
+        videoq_stack(s3, payload, args, trace=None, moto=moto, code=plain_code) as plain,
+        videoq_stack(s3, payload, args, trace=None, moto=moto, code=patched_code) as patched,
     ):
         # Both under the tracer (only the second patched): same wrappers.
         for _ in range(args.blocks):
@@ -355,7 +481,7 @@ async def videoq_pair_round(
         figures = await plain.figures(), await patched.figures()
     # The services wrote their step timings as they stopped.
     for vq, got in zip((plain, patched), figures, strict=True):
-        got["steps"] = {
+        got.steps = {
             name: json.loads((vq.bench.logs / f"{name}.json").read_text())
             for name in ("api", "worker")
             if (vq.bench.logs / f"{name}.json").exists()
@@ -371,324 +497,128 @@ def _start_profile(bench: BenchStack, profile: Path) -> list[subprocess.Popen[by
     ]
 
 
-# --- Celery ---------------------------------------------------------------------------
-
-
-def _start_celery_worker(env: dict[str, str], log: Path, queue: str) -> subprocess.Popen[bytes]:
-    """One Celery worker process (prefork, one child: Celery's default pool)."""
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "bench.celery_app",
-                "worker",
-                "-c",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "WARNING",
-                "-Q",
-                queue,
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-async def celery_round(
-    services: Services, count: int, *, queue_type: str, confirm: bool
-) -> dict[str, Any]:
-    from bench.celery_app import QUEUE, make_app
-
-    vhost, url = new_vhost(services)
-    tmp = Path(tempfile.mkdtemp(prefix="videoq-bench-celery-"))
-    done = tmp / "done.json"
-    env = dict(os.environ)
-    env.update(
-        BENCH_CELERY_BROKER=url,
-        BENCH_CELERY_QUEUE_TYPE=queue_type,
-        BENCH_CELERY_CONFIRM="1" if confirm else "0",
-        BENCH_CELERY_EXPECT=str(count),
-        BENCH_CELERY_DONE=str(done),
-    )
-    worker = _start_celery_worker(env, tmp / "worker.log", QUEUE)
-    try:
-        await wait_for_consumers(url, QUEUE, 1)
-        app = make_app(url, queue_type=queue_type, confirm=confirm)
-
-        def publish() -> float:
-            first = time.time()
-            with app.producer_or_acquire() as producer:
-                for _ in range(count):
-                    app.send_task("bench.noop", args=(time.time(),), producer=producer)
-            return first
-
-        first = await asyncio.to_thread(publish)
-        deadline = time.monotonic() + 60 + count / 10
-        while not done.exists():
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"celery worker: {(tmp / 'worker.log').read_text()[-2000:]}")
-            await asyncio.sleep(0.02)
-        result = json.loads(done.read_text())
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        drop_vhost(services, vhost)
-    seconds = result["done_at"] - first
-    return {
-        "messages": count,
-        "seconds": seconds,
-        "per_s": count / seconds,
-        "latency": percentiles(result["latencies"]),
-    }
-
-
-# --- bare aio-pika ------------------------------------------------------------------------
-
-
-async def consume_only(url: str, queue: str, count: int, prefetch: int) -> None:
-    """The consumer process of the aio-pika loop: prints its figures as JSON."""
-    connection = await aio_pika.connect(url)
-    latencies: list[float] = []
-    finished = asyncio.Event()
-    async with connection:
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=prefetch)
-        declared = await channel.get_queue(queue, ensure=False)
-
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            latencies.append(time.time() - json.loads(message.body)["sent_at"])
-            await message.ack()
-            if len(latencies) == count:
-                finished.set()
-
-        await declared.consume(on_message)
-        await finished.wait()
-        print(json.dumps({"done_at": time.time(), "latencies": latencies}), flush=True)
-
-
-async def aiopika_round(
-    services: Services, count: int, *, queue_type: str, concurrency: int, prefetch: int = 1
-) -> dict[str, Any]:
-    vhost, url = new_vhost(services)
-    queue = "bench.pika"
-    try:
-        connection = await aio_pika.connect(url)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            arguments = {"x-queue-type": "quorum"} if queue_type == "quorum" else {}
-            await channel.declare_queue(queue, durable=True, arguments=arguments)
-            consumer = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--consume-only",
-                url,
-                queue,
-                str(count),
-                str(prefetch),
-                stdout=asyncio.subprocess.PIPE,
-                cwd=REPO,
-            )
-            await wait_for_consumers(url, queue, 1)
-            left = iter(range(count))
-
-            async def lane() -> None:
-                for _ in left:
-                    body = json.dumps({"sent_at": time.time()}).encode()
-                    await channel.default_exchange.publish(
-                        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                        routing_key=queue,
-                        mandatory=True,
-                    )
-
-            first = time.time()
-            await asyncio.gather(*(lane() for _ in range(concurrency)))
-            out, _ = await asyncio.wait_for(consumer.communicate(), 60 + count / 10)
-            result = json.loads(out.decode().strip().splitlines()[-1])
-    finally:
-        drop_vhost(services, vhost)
-    seconds = result["done_at"] - first
-    return {
-        "messages": count,
-        "seconds": seconds,
-        "per_s": count / seconds,
-        "latency": percentiles(result["latencies"]),
-    }
-
-
 # --- the run ---------------------------------------------------------------------------------
 
 
-def _row(name: str, rate: float, unit: str, latency: Percentiles | None, note: str = "") -> None:
-    lat = f"  {latency.ms()}" if latency is not None else ""
-    print(f"  {name:<38} {rate:8.1f} {unit}{lat}{note}", flush=True)
+async def _baselines(
+    services: Services, args: argparse.Namespace, celery_variants: list[tuple[str, bool]]
+) -> dict[str, BaselineRun]:
+    out: dict[str, BaselineRun] = {}
+    for queue_type, confirm in celery_variants:
+        name = f"celery {queue_type}{' +confirms' if confirm else ''}"
+        out[name] = await retrying(
+            name,
+            functools.partial(
+                celery_round, services, args.jobs, queue_type=queue_type, confirm=confirm
+            ),
+        )
+        show([out[name].row(name)])
+    for queue_type in ["quorum"] if args.quick else ["classic", "quorum"]:
+        name = f"aio-pika {queue_type}"
+        out[name] = await retrying(
+            name,
+            functools.partial(
+                aiopika_round,
+                services,
+                args.jobs,
+                queue_type=queue_type,
+                concurrency=args.concurrency,
+            ),
+        )
+        show([out[name].row(name)])
+    return out
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     services = bench_services()
-    info = machine(services)
-    print_machine(info)
-    payload = tiny_mp4(cache_dir() / "tiny-64x48.mp4").read_bytes()
+    info = describe(services)
+    print_description(info)
+    payload = tiny_mp4().read_bytes()
+    pair = pair_label(args.whatif, args.baseline) if args.whatif or args.baseline else ""
     print(
         f"videoq: {args.jobs} jobs ({PIPELINE} pipeline, {len(payload)} B MP4), {args.workers}"
         f" worker process(es) x {args.worker_concurrency} job(s) at once,"
-        f" {args.concurrency} submits in flight{'; what-if: ' + pair_label(args.whatif, args.baseline) if args.whatif or args.baseline else ''}; light load: {args.light_jobs}"
-        f" jobs at {args.light_rate:g}/s; {args.repeat} round(s), medians reported",
+        f" {args.concurrency} submits in flight{'; what-if: ' + pair if pair else ''};"
+        f" light load: {args.light_jobs} jobs at {args.light_rate:g}/s;"
+        f" {args.repeat} round(s), medians reported",
         flush=True,
     )
     celery_variants = [("quorum", True)] if args.quick else [("classic", False), ("quorum", True)]
     if importlib.util.find_spec("celery") is None:
         print("  (Celery is not installed: pip install celery, or the bench extra; no Celery rows)")
         celery_variants = []
-    pika_variants = ["quorum"] if args.quick else ["classic", "quorum"]
-    rounds: list[dict[str, Any]] = []
+    rounds: list[Round] = []
     with s3_endpoint() as (s3, moto_proc):
         services.s3_endpoint = s3
         moto = moto_proc.pid if moto_proc is not None else None
         for number in range(args.repeat):
-            print(f"round {number + 1}/{args.repeat} (load {' '.join(map(str, load_average()))})")
-            round_: dict[str, Any] = {"load_average": load_average()}
-            if args.whatif or args.baseline:
+            started_at = load_average()
+            print(f"round {number + 1}/{args.repeat} (load {' '.join(map(str, started_at))})")
+            if pair:
                 vq, patched = await retrying(
                     "videoq pair", lambda: videoq_pair_round(s3, payload, args, moto=moto)
                 )
-                round_["videoq"], round_["videoq what-if"] = vq, patched
-                _print_videoq("videoq", vq, args)
-                _print_videoq("what-if", patched, args)
+                show(VideoqFigures.of(vq).rows("videoq", args.light_rate))
+                show(VideoqFigures.of(patched).rows("what-if", args.light_rate))
             else:
                 vq = await retrying(
                     "videoq",
-                    lambda n=number: videoq_round(s3, payload, args, first=n == 0, moto=moto),
-                )
-                round_["videoq"] = vq
-                _print_videoq("videoq", vq, args)
-            for queue_type, confirm in celery_variants:
-                name = f"celery {queue_type}{' +confirms' if confirm else ''}"
-                got = await retrying(
-                    name,
-                    lambda q=queue_type, c=confirm: celery_round(
-                        services, args.jobs, queue_type=q, confirm=c
+                    functools.partial(
+                        videoq_round, s3, payload, args, first=number == 0, moto=moto
                     ),
                 )
-                round_[name] = got
-                _row(name, got["per_s"], "tasks/s", got["latency"])
-            for queue_type in pika_variants:
-                name = f"aio-pika {queue_type}"
-                got = await retrying(
-                    name,
-                    lambda q=queue_type: aiopika_round(
-                        services, args.jobs, queue_type=q, concurrency=args.concurrency
-                    ),
-                )
-                round_[name] = got
-                _row(name, got["per_s"], "msgs/s", got["latency"])
-            rounds.append(round_)
+                patched = None
+                show(VideoqFigures.of(vq).rows("videoq", args.light_rate))
+            baselines = await _baselines(services, args, celery_variants)
+            rounds.append(Round(started_at, vq, patched, baselines))
     return summarise(args, info, rounds)
 
 
-def _videoq_summary(
-    key: str, rounds: list[dict[str, Any]], args: argparse.Namespace
-) -> dict[str, Any]:
-    """Medians of one videoq variant's figures over the rounds."""
-    tp = median([r[key]["throughput"]["jobs_per_s"] for r in rounds])
-    light = median_percentiles([r[key]["light"]["e2e"] for r in rounds])
-    light_row = median_percentiles([r[key]["light"]["row"] for r in rounds])
-    light_http = median_percentiles([r[key]["light"]["http"] for r in rounds])
-    heavy = median_percentiles([r[key]["throughput"]["e2e"] for r in rounds])
-    submits = median([r[key]["throughput"]["submits_per_s"] for r in rounds])
-    name = "what-if" if key.endswith("what-if") else "videoq"
-    _row(f"{name} light load: submit->completed", args.light_rate, "jobs/s", light)
-    _row(f"{name} light load: row created->done", args.light_rate, "jobs/s", light_row)
-    _row(f"{name} light load: HTTP submit", args.light_rate, "jobs/s", light_http)
-    _row(
-        f"{name} throughput: submit->completed", tp, "jobs/s", heavy, f"  (submits {submits:.0f}/s)"
-    )
-    cpu = {
-        part: median([r[key]["throughput"]["cpu_ms_per_job"][part] for r in rounds])
-        for part in rounds[0][key]["throughput"]["cpu_ms_per_job"]
-    }
-    print("    CPU per job: " + ", ".join(f"{k} {v:.1f} ms" for k, v in cpu.items()))
-    return {
-        "videoq_cpu_ms_per_job": cpu,
-        "videoq_jobs_per_s": tp,
-        "videoq_submits_per_s": submits,
-        "videoq_light_e2e": light.as_dict(),
-        "videoq_light_row": light_row.as_dict(),
-        "videoq_light_http": light_http.as_dict(),
-        "videoq_throughput_e2e": heavy.as_dict(),
-    }
-
-
-def _print_videoq(name: str, vq: dict[str, Any], args: argparse.Namespace) -> None:
-    light, heavy = vq["light"], vq["throughput"]
-    _row(f"{name} light load: submit->completed", args.light_rate, "jobs/s", light["e2e"])
-    _row(f"{name} light load: row created->done", args.light_rate, "jobs/s", light["row"])
-    _row(f"{name} light load: HTTP submit", args.light_rate, "jobs/s", light["http"])
-    _row(
-        f"{name} throughput: submit->completed",
-        heavy["jobs_per_s"],
-        "jobs/s",
-        heavy["e2e"],
-        f"  (submits {heavy['submits_per_s']:.0f}/s, failed {heavy['failed']})",
-    )
-    print(
-        "    CPU per job: "
-        + ", ".join(f"{k} {v:.1f} ms" for k, v in heavy["cpu_ms_per_job"].items()),
-        flush=True,
-    )
-
-
 def summarise(
-    args: argparse.Namespace, info: dict[str, Any], rounds: list[dict[str, Any]]
+    args: argparse.Namespace, info: dict[str, Any], rounds: list[Round]
 ) -> dict[str, Any]:
-    baselines = [k for k in rounds[0] if k.startswith(("celery", "aio-pika"))]
-    print(f"\nmedian of {len(rounds)} round(s):")
-    summary: dict[str, Any] = _videoq_summary("videoq", rounds, args)
-    light = Percentiles(**{k: v for k, v in summary["videoq_light_e2e"].items()})
-    summary.update(baselines={}, ratios={})
-    if "videoq what-if" in rounds[0]:
-        patched = _videoq_summary("videoq what-if", rounds, args)
-        summary["whatif"] = {"patches": pair_label(args.whatif, args.baseline), **patched}
+    plain = VideoqFigures.median_of([r.videoq for r in rounds])
+    rows = plain.rows("videoq", args.light_rate)
+    summary: dict[str, Any] = {**plain.summary(), "baselines": {}, "ratios": {}}
+    whatifs = [r.whatif for r in rounds if r.whatif is not None]
+    if whatifs:
+        patched = VideoqFigures.median_of(whatifs)
         speedup = median(
             [
-                r["videoq what-if"]["throughput"]["jobs_per_s"]
-                / r["videoq"]["throughput"]["jobs_per_s"]
+                r.whatif.throughput.jobs_per_s / r.videoq.throughput.jobs_per_s
                 for r in rounds
+                if r.whatif
             ]
         )
-        summary["whatif"]["throughput_x_plain"] = speedup
-        print(
-            f"    what-if ({pair_label(args.whatif, args.baseline)}): throughput {speedup:.2f}x plain videoq"
+        label = pair_label(args.whatif, args.baseline)
+        summary["whatif"] = {"patches": label, **patched.summary(), "throughput_x_plain": speedup}
+        rows += patched.rows("what-if", args.light_rate)
+        rows.append(Row(f"what-if ({label})", speedup, "x plain", note="throughput"))
+    for name in rounds[0].baselines:
+        runs = [r.baselines[name] for r in rounds]
+        ratio = median([r.videoq.throughput.jobs_per_s / r.baselines[name].per_s for r in rounds])
+        latency = median_percentiles([b.latency for b in runs])
+        rate = median([b.per_s for b in runs])
+        rows.append(
+            dataclasses.replace(
+                runs[0].row(name), rate=rate, latency=latency, note=f"videoq = {ratio:.2f}x"
+            )
         )
-    for name in baselines:
-        rate = median([r[name]["per_s"] for r in rounds])
-        ratio = median([r["videoq"]["throughput"]["jobs_per_s"] / r[name]["per_s"] for r in rounds])
-        lat = median_percentiles([r[name]["latency"] for r in rounds])
-        unit = "tasks/s" if name.startswith("celery") else "msgs/s"
-        _row(name, rate, unit, lat, f"  videoq = {ratio:.2f}x")
-        summary["baselines"][name] = {"per_s": rate, "latency": lat.as_dict()}
+        summary["baselines"][name] = {"per_s": rate, "latency": latency}
         summary["ratios"][name] = ratio
+    show(rows, f"median of {len(rounds)} round(s):")
+    targets = []
     celery = [v for k, v in summary["ratios"].items() if k.startswith("celery")]
-    print("\ntargets:")
     if celery:
         worst = min(celery)
-        print(
-            f"  jobs/s >= 0.5x bare Celery (the faster variant): {worst:.2f}x  {_mark(worst >= 0.5)}"
+        targets.append(
+            Target("jobs/s >= 0.5x bare Celery (the faster variant)", f"{worst:.2f}x", worst >= 0.5)
         )
-    print(
-        f"  p50 submit->completed < 50 ms at light load: {light.p50 * 1e3:.1f} ms  {_mark(light.p50 < 0.05)}"
+    p50 = plain.light_e2e.p50
+    targets.append(
+        Target("p50 submit->completed < 50 ms at light load", f"{p50 * 1e3:.1f} ms", p50 < 0.05)
     )
+    show(targets, "targets:")
     if args.profile:
         from bench.hotspots import summarise as profile_summary
 
@@ -705,7 +635,7 @@ def summarise(
         "machine": info,
         "load_average_end": load_average(),
         "summary": summary,
-        "rounds": _plain(rounds),
+        "rounds": [r.as_json() for r in rounds],
     }
 
 
@@ -718,38 +648,27 @@ def print_trace(folder: Path) -> dict[str, Any]:
             continue
         data = json.loads(path.read_text())
         jobs = (data.get("db.create") if name == "api" else data.get("db.claim")) or {"count": 1}
-        print(f"\n{name}: wall-clock time per step (round 1, {jobs['count']} jobs, every phase):")
-        print(f"  {'step':<58} {'calls/job':>9} {'mean ms':>8} {'ms/job':>7}")
-        for label, figures in sorted(data.items(), key=lambda kv: -kv[1]["total"]):
-            per_job = figures["total"] / jobs["count"] * 1e3
-            print(
-                f"  {label:<58} {figures['count'] / jobs['count']:9.2f}"
-                f" {figures['mean'] * 1e3:8.2f} {per_job:7.2f}"
-            )
+        count = jobs["count"]
+        show(
+            [
+                Row(
+                    label,
+                    f["total"] / count * 1e3,
+                    "ms/job",
+                    note=f"{f['count'] / count:.2f} calls/job, mean {f['mean'] * 1e3:.2f} ms",
+                )
+                for label, f in sorted(data.items(), key=lambda kv: -kv[1]["total"])
+            ],
+            f"{name}: wall-clock time per step (round 1, {count} jobs, every phase):",
+        )
         steps[name] = data
     return steps
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Percentiles):
-        return value.as_dict()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _mark(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
-def main() -> int:
-    if len(sys.argv) == 6 and sys.argv[1] == "--consume-only":
-        _, _, url, queue, count, prefetch = sys.argv
-        asyncio.run(consume_only(url, queue, int(count), int(prefetch)))
-        return 0
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.queue_overhead", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (for CI)")
     parser.add_argument("--jobs", type=int, help="jobs (and baseline messages) per round")
     parser.add_argument("--workers", type=int, default=1, help="videoq worker processes")
@@ -784,7 +703,7 @@ def main() -> int:
         help="a git revision: measure its code as the plain stack beside this checkout's",
     )
     parser.add_argument("--json", type=Path, help="write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.whatif and args.baseline:
         parser.error("--whatif and --baseline are exclusive")
     args.jobs = args.jobs or (20 if args.quick else 2000)
@@ -793,6 +712,7 @@ def main() -> int:
     args.warmup = 3 if args.quick else WARMUP
     if args.quick:
         args.light_rate = max(args.light_rate, 10.0)
+    default_s3_credentials()
     with source_tree(args.baseline) as args.baseline_tree:
         write_json(args.json, asyncio.run(run(args)))
     return 0
