@@ -121,9 +121,11 @@ def _number(value: float) -> str:
 def _line(record: Row | Target) -> str:
     if isinstance(record, Target):
         return f"  {record.goal}: {record.value}  {'met' if record.met else 'MISSED'}"
-    parts = [f"  {record.label:<40}"]
+    parts = [f"  {record.label:<46}"]
     if record.rate is not None:
         parts.append(f"{_number(record.rate):>8} {record.unit:<8}")
+    elif record.latency is not None:
+        parts.append(" " * 17)  # the latencies in their column
     if record.latency is not None:
         parts.append(record.latency.ms())
     if record.note:

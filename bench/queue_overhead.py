@@ -593,7 +593,7 @@ def summarise(
         label = pair_label(args.whatif, args.baseline)
         summary["whatif"] = {"patches": label, **patched.summary(), "throughput_x_plain": speedup}
         rows += patched.rows("what-if", args.light_rate)
-        rows.append(Row(f"what-if ({label})", speedup, "x plain", note="throughput"))
+        rows.append(Row(f"what-if ({label}): throughput", speedup, "x plain"))
     for name in rounds[0].baselines:
         runs = [r.baselines[name] for r in rounds]
         ratio = median([r.videoq.throughput.jobs_per_s / r.baselines[name].per_s for r in rounds])
