@@ -84,6 +84,23 @@ class Load:
     #: In a closed loop: the api process's CPU time per request.
     api_cpu_ms_per_request: float | None = None
 
+    @classmethod
+    def median_of(cls, loads: Sequence[Load]) -> Load:
+        """Medians over rounds; the errors of all of them."""
+        cpu = [x.api_cpu_ms_per_request for x in loads if x.api_cpu_ms_per_request is not None]
+        return cls(
+            requests_per_s=median([x.requests_per_s for x in loads]),
+            latency=median_percentiles([x.latency for x in loads]),
+            errors=sum(x.errors for x in loads),
+            api_cpu_ms_per_request=median(cpu) if cpu else None,
+        )
+
+    def row(self, label: str) -> Row:
+        note = f"errors {self.errors}"
+        if self.api_cpu_ms_per_request is not None:
+            note += f"; api CPU {self.api_cpu_ms_per_request:.2f} ms/request"
+        return Row(label, self.requests_per_s, "req/s", self.latency, note)
+
 
 @dataclass(frozen=True)
 class PairSide:
@@ -320,34 +337,14 @@ async def one_round(s3: str, clip: bytes, args: argparse.Namespace) -> dict[str,
                     bench, "api", url, route, ids, concurrency, args.seconds
                 )
                 out["closed"][f"{route} c={concurrency}"] = got
-                show([_closed_row(f"{route:<8} c={concurrency}", got)])
+                show([got.row(f"closed loop {route:<8} c={concurrency}")])
         for route in ROUTES:
             got = await fixed_rate(url, route, ids, args.rate, args.seconds)
             out["fixed"][route] = got
-            show(
-                [
-                    Row(
-                        f"fixed rate  {route:<8} @ {args.rate:g}/s",
-                        got.requests_per_s,
-                        "req/s",
-                        got.latency,
-                        f"errors {got.errors}",
-                    )
-                ]
-            )
+            show([got.row(f"fixed rate  {route:<8} @ {args.rate:g}/s")])
         if args.whatif or args.baseline:
             out["whatif"] = await _whatif(bench, ids, args)
     return out
-
-
-def _closed_row(name: str, got: Load) -> Row:
-    return Row(
-        f"closed loop {name}",
-        got.requests_per_s,
-        "req/s",
-        got.latency,
-        f"errors {got.errors}; api CPU {got.api_cpu_ms_per_request:.2f} ms/request",
-    )
 
 
 async def _whatif(
@@ -399,18 +396,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for kind in ("closed", "fixed"):
         for name in rounds[0][kind]:
-            loads: list[Load] = [r[kind][name] for r in rounds]
-            rate = median([x.requests_per_s for x in loads])
-            lat = median_percentiles([x.latency for x in loads])
-            summary[kind][name] = {"requests_per_s": rate, "latency": lat}
-            if kind == "closed":
-                cpu = median([x.api_cpu_ms_per_request or 0.0 for x in loads])
-                summary[kind][name]["api_cpu_ms_per_request"] = cpu
-                rows.append(
-                    Row(f"closed loop {name}", rate, "req/s", lat, f"api CPU {cpu:.2f} ms/request")
-                )
-            else:
-                rows.append(Row(f"fixed rate  {name} @ {args.rate:g}/s", rate, "req/s", lat))
+            got = Load.median_of([r[kind][name] for r in rounds])
+            summary[kind][name] = {"requests_per_s": got.requests_per_s, "latency": got.latency}
+            if got.api_cpu_ms_per_request is not None:
+                summary[kind][name]["api_cpu_ms_per_request"] = got.api_cpu_ms_per_request
+            label = (
+                f"closed loop {name}"
+                if kind == "closed"
+                else f"fixed rate  {name} @ {args.rate:g}/s"
+            )
+            rows.append(got.row(label))
     if args.whatif or args.baseline:
         pair = {
             name: PairSide.median_of([r["whatif"][name] for r in rounds])

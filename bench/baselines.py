@@ -30,7 +30,7 @@ from pathlib import Path
 
 import aio_pika
 
-from bench.figures import Percentiles, Row, percentiles
+from bench.figures import Percentiles, Row, median, median_percentiles, percentiles
 from bench.stack import REPO, wait_for_consumers
 from tests.support.services import Services, drop_vhost, new_vhost
 from tests.support.stack import terminate
@@ -51,6 +51,15 @@ class BaselineRun:
     def of(cls, messages: int, first: float, done_at: float, latencies: list[float]) -> BaselineRun:
         seconds = done_at - first
         return cls(messages, seconds, messages / seconds, percentiles(latencies))
+
+    @classmethod
+    def median_of(cls, runs: Sequence[BaselineRun]) -> BaselineRun:
+        return cls(
+            messages=int(median([r.messages for r in runs])),
+            seconds=median([r.seconds for r in runs]),
+            per_s=median([r.per_s for r in runs]),
+            latency=median_percentiles([r.latency for r in runs]),
+        )
 
     def row(self, name: str, note: str = "") -> Row:
         unit = "tasks/s" if name.startswith("celery") else "msgs/s"

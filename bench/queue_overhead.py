@@ -595,16 +595,10 @@ def summarise(
         rows += patched.rows("what-if", args.light_rate)
         rows.append(Row(f"what-if ({label}): throughput", speedup, "x plain"))
     for name in rounds[0].baselines:
-        runs = [r.baselines[name] for r in rounds]
+        baseline = BaselineRun.median_of([r.baselines[name] for r in rounds])
         ratio = median([r.videoq.throughput.jobs_per_s / r.baselines[name].per_s for r in rounds])
-        latency = median_percentiles([b.latency for b in runs])
-        rate = median([b.per_s for b in runs])
-        rows.append(
-            dataclasses.replace(
-                runs[0].row(name), rate=rate, latency=latency, note=f"videoq = {ratio:.2f}x"
-            )
-        )
-        summary["baselines"][name] = {"per_s": rate, "latency": latency}
+        rows.append(baseline.row(name, f"videoq = {ratio:.2f}x"))
+        summary["baselines"][name] = {"per_s": baseline.per_s, "latency": baseline.latency}
         summary["ratios"][name] = ratio
     show(rows, f"median of {len(rounds)} round(s):")
     targets = []

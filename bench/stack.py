@@ -36,6 +36,7 @@ from tests.support.services import Services, drop_vhost, new_vhost
 from tests.support.stack import Stack, free_port, terminate, wait_healthy
 
 __all__ = [
+    "CHECKOUT",
     "REPO",
     "BenchStack",
     "Code",
@@ -43,6 +44,7 @@ __all__ = [
     "bench_services",
     "default_s3_credentials",
     "fresh_stack",
+    "pair_label",
     "retrying",
     "s3_endpoint",
     "source_tree",
