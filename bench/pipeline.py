@@ -171,12 +171,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not args.clip:
         shots = [i * FPS * SHOT_SECONDS for i in range(-(-frames // (FPS * SHOT_SECONDS)))]
+        found = []
         for (name, stride), summary in sorted(summaries.items()):
             scene = summary.analyzers.get("scene")
             if scene is not None:
                 starts = [shot["start_frame"] for shot in scene["shots"]]
                 verdict = "as generated" if starts == shots else f"generated: {shots}"
-                print(f"  {name} stride {stride}: shots start at {starts} ({verdict})")
+                found.append(
+                    Row(f"{name} stride {stride}: shots start at", note=f"{starts} ({verdict})")
+                )
+        show(found)
 
     goals = [
         ("pipeline scene stride 1", "ffmpeg -threads 1", 0.7),
