@@ -1,8 +1,7 @@
 """Benchmark: the api under load, status and results GETs.
 
-    python bench/api_load.py [--quick] [--seconds S] [--concurrency 1,4,16,64]
-                             [--rate 200] [--repeat R] [--whatif PATCHES | --baseline REV]
-                             [--json PATH]
+    python -m bench.api_load [--quick] [--seconds S] [--concurrency 1,4,16,64]
+        [--rate 200] [--repeat R] [--whatif PATCHES | --baseline REV] [--json PATH]
 
 On the real stack (``videoq-api`` on RabbitMQ, PostgreSQL and S3, a fresh
 vhost, database and bucket), a worker first completes a few jobs (the
@@ -29,43 +28,123 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import functools
 import random
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-if __package__ in (None, ""):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import asyncpg
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]
 
-from bench.common import (
-    BenchStack,
+from bench.figures import (
     Percentiles,
-    bench_services,
-    cache_dir,
-    fresh_stack,
-    load_average,
-    machine,
+    Row,
+    Target,
     median,
     median_percentiles,
-    pair_label,
     percentiles,
-    print_machine,
+    show,
+    write_json,
+)
+from bench.inputs import small_clip
+from bench.machine import describe, load_average, print_description
+from bench.stack import (
+    BenchStack,
+    Code,
+    bench_services,
+    default_s3_credentials,
+    fresh_stack,
+    pair_label,
     retrying,
     s3_endpoint,
-    services_from,
     source_tree,
     submit_clip,
     wait_for_consumers,
-    write_json,
 )
 
 ROUTES = ("status", "results", "healthz")
+
+
+@dataclass(frozen=True)
+class Load:
+    """GETs of one route under one load, as the client saw them."""
+
+    requests_per_s: float
+    latency: Percentiles
+    errors: int
+    #: At a fixed rate: ``latency`` is from each request's scheduled start, this from its send.
+    latency_from_send: Percentiles | None = None
+    #: In a closed loop: the api process's CPU time per request.
+    api_cpu_ms_per_request: float | None = None
+
+    @classmethod
+    def median_of(cls, loads: Sequence[Load]) -> Load:
+        """Medians over rounds; the errors of all of them."""
+        cpu = [x.api_cpu_ms_per_request for x in loads if x.api_cpu_ms_per_request is not None]
+        return cls(
+            requests_per_s=median([x.requests_per_s for x in loads]),
+            latency=median_percentiles([x.latency for x in loads]),
+            errors=sum(x.errors for x in loads),
+            api_cpu_ms_per_request=median(cpu) if cpu else None,
+        )
+
+    def row(self, label: str) -> Row:
+        note = f"errors {self.errors}"
+        if self.api_cpu_ms_per_request is not None:
+            note += f"; api CPU {self.api_cpu_ms_per_request:.2f} ms/request"
+        return Row(label, self.requests_per_s, "req/s", self.latency, note)
+
+
+@dataclass(frozen=True)
+class PairSide:
+    """One api of a what-if pair: medians over the alternating blocks."""
+
+    #: Status GETs at the fixed rate.
+    status: Percentiles
+    #: Results GETs, 4 clients in a closed loop.
+    results_per_s: float
+    results_p99: float
+    api_cpu_ms_per_request: float
+
+    @classmethod
+    def median_of(cls, sides: Sequence[PairSide]) -> PairSide:
+        return cls(
+            status=median_percentiles([s.status for s in sides]),
+            results_per_s=median([s.results_per_s for s in sides]),
+            results_p99=median([s.results_p99 for s in sides]),
+            api_cpu_ms_per_request=median([s.api_cpu_ms_per_request for s in sides]),
+        )
+
+    def rows(self, name: str, rate: float) -> list[Row]:
+        return [
+            Row(f"{name}: status @ {rate:g}/s", latency=self.status),
+            Row(
+                f"{name}: results c=4",
+                self.results_per_s,
+                "req/s",
+                note=f"p99 {self.results_p99 * 1e3:.1f} ms,"
+                f" api CPU {self.api_cpu_ms_per_request:.2f} ms/request",
+            ),
+        ]
+
+
+def _pair_json(pair: dict[str, PairSide]) -> dict[str, Any]:
+    """A what-if pair under the names of the JSON figures."""
+    out: dict[str, Any] = {name: side.status for name, side in pair.items()}
+    for name, side in pair.items():
+        out[f"results {name}"] = {
+            "requests_per_s": side.results_per_s,
+            "p99": side.results_p99,
+            "api_cpu_ms_per_request": side.api_cpu_ms_per_request,
+        }
+    return out
 
 
 def _path(route: str, job_id: str) -> str:
@@ -104,18 +183,18 @@ class RawHttp:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def _connect(self) -> None:
-        self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+        return self._reader, self._writer
 
     async def get(self, path: str) -> int:
         """GET ``path``, read the whole answer; return its status."""
         for attempt in (1, 2):
-            if self._writer is None:
-                await self._connect()
-            assert self._reader is not None and self._writer is not None
+            reader, writer = await self._connection()
             try:
-                self._writer.write(f"GET {path} HTTP/1.1\r\nHost: {self._host}\r\n\r\n".encode())
-                head = await self._reader.readuntil(b"\r\n\r\n")
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {self._host}\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
                 break
             except (ConnectionError, asyncio.IncompleteReadError):
                 self.close()  # the server closed an idle connection: once more
@@ -127,11 +206,11 @@ class RawHttp:
             k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:] if h)
         }
         if "content-length" in headers:
-            await self._reader.readexactly(int(headers["content-length"]))
+            await reader.readexactly(int(headers["content-length"]))
         elif headers.get("transfer-encoding") == "chunked":
-            while size := int((await self._reader.readline()).strip() or b"0", 16):
-                await self._reader.readexactly(size + 2)
-            await self._reader.readline()
+            while size := int((await reader.readline()).strip() or b"0", 16):
+                await reader.readexactly(size + 2)
+            await reader.readline()
         if headers.get("connection") == "close":
             self.close()
         return status
@@ -144,7 +223,7 @@ class RawHttp:
 
 async def closed_loop(
     url: str, route: str, ids: list[str], concurrency: int, seconds: float
-) -> dict[str, Any]:
+) -> Load:
     latencies: list[float] = []
     errors = 0
     clients = [RawHttp(url) for _ in range(concurrency)]
@@ -168,16 +247,12 @@ async def closed_loop(
         for client in clients:
             client.close()
     elapsed = time.perf_counter() - began
-    return {
-        "requests_per_s": len(latencies) / elapsed,
-        "latency": percentiles(latencies),
-        "errors": errors,
-    }
+    return Load(len(latencies) / elapsed, percentiles(latencies), errors)
 
 
 async def fixed_rate(
     url: str, route: str, ids: list[str], rate: float, seconds: float, connections: int = 64
-) -> dict[str, Any]:
+) -> Load:
     """Requests started on a schedule; latency from each one's scheduled start
     (waiting for a free connection counts)."""
     from_schedule: list[float] = []
@@ -218,12 +293,34 @@ async def fixed_rate(
         for client in clients:
             client.close()
     elapsed = time.perf_counter() - start
-    return {
-        "requests_per_s": total / elapsed,
-        "latency": percentiles(from_schedule),
-        "latency_from_send": percentiles(from_send),
-        "errors": errors,
-    }
+    return Load(
+        total / elapsed,
+        percentiles(from_schedule),
+        errors,
+        latency_from_send=percentiles(from_send),
+    )
+
+
+def _api_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far."""
+    return float(sum(psutil.Process(pid).cpu_times()[:2]))
+
+
+async def closed_loop_with_cpu(
+    bench: BenchStack,
+    proc: str,
+    url: str,
+    route: str,
+    ids: list[str],
+    concurrency: int,
+    seconds: float,
+) -> Load:
+    """``closed_loop``, with the api process ``proc``'s CPU time per request."""
+    cpu = _api_cpu(bench.pid(proc))
+    got = await closed_loop(url, route, ids, concurrency, seconds)
+    requests = got.requests_per_s * seconds
+    cpu_ms = (_api_cpu(bench.pid(proc)) - cpu) / requests * 1e3
+    return dataclasses.replace(got, api_cpu_ms_per_request=cpu_ms)
 
 
 async def one_round(s3: str, clip: bytes, args: argparse.Namespace) -> dict[str, Any]:
@@ -234,159 +331,120 @@ async def one_round(s3: str, clip: bytes, args: argparse.Namespace) -> dict[str,
         ids = await _seed(url, bench.database_url, clip, args.jobs)
         bench.stop_workers()
         out: dict[str, Any] = {"closed": {}, "fixed": {}}
-        api = psutil.Process(bench.pid("api"))
         for concurrency in args.concurrency:
             for route in ROUTES:
-                cpu = sum(api.cpu_times()[:2])
-                got = await closed_loop(url, route, ids, concurrency, args.seconds)
-                requests = got["requests_per_s"] * args.seconds
-                got["api_cpu_ms_per_request"] = (sum(api.cpu_times()[:2]) - cpu) / requests * 1e3
-                out["closed"][f"{route} c={concurrency}"] = got
-                print(
-                    f"  closed loop {route:<8} c={concurrency:<3} {got['requests_per_s']:7.0f} req/s"
-                    f"  {got['latency'].ms()}  errors {got['errors']};"
-                    f" api CPU {got['api_cpu_ms_per_request']:.2f} ms/request",
-                    flush=True,
+                got = await closed_loop_with_cpu(
+                    bench, "api", url, route, ids, concurrency, args.seconds
                 )
+                out["closed"][f"{route} c={concurrency}"] = got
+                show([got.row(f"closed loop {route:<8} c={concurrency}")])
         for route in ROUTES:
             got = await fixed_rate(url, route, ids, args.rate, args.seconds)
             out["fixed"][route] = got
-            print(
-                f"  fixed rate  {route:<8} {args.rate:g}/s  {got['requests_per_s']:7.0f} req/s"
-                f"  {got['latency'].ms()}  errors {got['errors']}",
-                flush=True,
-            )
+            show([got.row(f"fixed rate  {route:<8} @ {args.rate:g}/s")])
         if args.whatif or args.baseline:
-            out["whatif"] = await _whatif(bench, url, ids, args)
+            out["whatif"] = await _whatif(bench, ids, args)
     return out
 
 
 async def _whatif(
-    bench: BenchStack, url: str, ids: list[str], args: argparse.Namespace
-) -> dict[str, Any]:
+    bench: BenchStack, ids: list[str], args: argparse.Namespace
+) -> dict[str, PairSide]:
     """Two more api processes on the same stack, both under ``bench.trace``:
     the plain one (this checkout, or ``--baseline``'s code) and the patched
     one (``--whatif`` patched in, or this checkout), measured in alternating
     blocks (plain, patched, plain, ...): status GETs at the fixed rate, and
     results GETs in a closed loop of 4 clients with the api's CPU per request."""
-    with services_from(bench, source=args.baseline_tree):
-        url = bench.start_api(name="api-plain")  # also under the tracer: the same wrappers
-    with services_from(bench, whatif=args.whatif):
-        patched_url = bench.start_api(name="api-whatif")
-    targets = {"plain": (url, "api-plain"), "patched": (patched_url, "api-whatif")}
-    lat: dict[str, list[Percentiles]] = {"plain": [], "patched": []}
-    results: dict[str, list[dict[str, float]]] = {"plain": [], "patched": []}
+    # The plain one under the tracer too: the same wrappers.
+    plain = bench.start_api("api-plain", code=Code(source=args.baseline_tree))
+    patched = bench.start_api("api-whatif", code=Code(whatif=args.whatif))
+    targets = {"plain": (plain, "api-plain"), "patched": (patched, "api-whatif")}
+    blocks: dict[str, list[PairSide]] = {"plain": [], "patched": []}
     for _ in range(args.blocks):
         for name, (target, proc) in targets.items():
-            got = await fixed_rate(target, "status", ids, args.rate, args.seconds / 2)
-            lat[name].append(got["latency"])
-            api = psutil.Process(bench.pid(proc))
-            cpu = sum(api.cpu_times()[:2])
-            got = await closed_loop(target, "results", ids, 4, args.seconds / 2)
-            requests = got["requests_per_s"] * args.seconds / 2
-            results[name].append(
-                {
-                    "requests_per_s": got["requests_per_s"],
-                    "p99": got["latency"].p99,
-                    "api_cpu_ms_per_request": (sum(api.cpu_times()[:2]) - cpu) / requests * 1e3,
-                }
+            status = await fixed_rate(target, "status", ids, args.rate, args.seconds / 2)
+            results = await closed_loop_with_cpu(
+                bench, proc, target, "results", ids, 4, args.seconds / 2
             )
-    out: dict[str, Any] = {name: median_percentiles(runs) for name, runs in lat.items()}
-    for name, runs in results.items():
-        out[f"results {name}"] = {k: median([r[k] for r in runs]) for k in runs[0]}
-    print(
-        f"  what-if ({pair_label(args.whatif, args.baseline)}), status at {args.rate:g}/s in {args.blocks} alternating"
-        f" blocks: plain {out['plain'].ms()}\n{'':>30}patched {out['patched'].ms()}",
-        flush=True,
-    )
-    for name in targets:
-        r = out[f"results {name}"]
-        print(
-            f"{'':>30}results c=4 {name}: {r['requests_per_s']:.0f} req/s,"
-            f" p99 {r['p99'] * 1e3:.1f} ms, api CPU {r['api_cpu_ms_per_request']:.2f} ms/request",
-            flush=True,
-        )
-    return out
+            assert results.api_cpu_ms_per_request is not None
+            blocks[name].append(
+                PairSide(
+                    status.latency,
+                    results.requests_per_s,
+                    results.latency.p99,
+                    results.api_cpu_ms_per_request,
+                )
+            )
+    pair = {name: PairSide.median_of(sides) for name, sides in blocks.items()}
+    rows = [row for name, side in pair.items() for row in side.rows(name, args.rate)]
+    label = pair_label(args.whatif, args.baseline)
+    show(rows, f"what-if ({label}), {args.blocks} alternating blocks:")
+    return pair
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from services.cli.sample import make_sample_mp4
-
     services = bench_services()
-    info = machine(services)
-    print_machine(info)
-    clip_path = cache_dir() / "clip-160x90-20f.mp4"
-    if not clip_path.exists():
-        make_sample_mp4(clip_path, seconds=2, fps=10, size=(160, 90))
-    clip = clip_path.read_bytes()
+    info = describe(services)
+    print_description(info)
+    clip = small_clip().read_bytes()
     rounds = []
     with s3_endpoint() as (s3, _):
         for number in range(args.repeat):
             print(f"round {number + 1}/{args.repeat} (load {' '.join(map(str, load_average()))})")
-            rounds.append(await retrying("round", lambda: one_round(s3, clip, args)))
-    print(f"\nmedian of {len(rounds)} round(s):")
+            rounds.append(await retrying("round", functools.partial(one_round, s3, clip, args)))
     summary: dict[str, Any] = {"closed": {}, "fixed": {}}
+    rows = []
     for kind in ("closed", "fixed"):
         for name in rounds[0][kind]:
-            rate = median([r[kind][name]["requests_per_s"] for r in rounds])
-            lat = median_percentiles([r[kind][name]["latency"] for r in rounds])
-            summary[kind][name] = {"requests_per_s": rate, "latency": lat.as_dict()}
-            if kind == "closed":
-                summary[kind][name]["api_cpu_ms_per_request"] = median(
-                    [r[kind][name]["api_cpu_ms_per_request"] for r in rounds]
-                )
-            label = f"{name} @ {args.rate:g}/s" if kind == "fixed" else name
-            print(f"  {kind:<6} {label:<22} {rate:7.0f} req/s  {lat.ms()}")
+            got = Load.median_of([r[kind][name] for r in rounds])
+            summary[kind][name] = {"requests_per_s": got.requests_per_s, "latency": got.latency}
+            if got.api_cpu_ms_per_request is not None:
+                summary[kind][name]["api_cpu_ms_per_request"] = got.api_cpu_ms_per_request
+            label = (
+                f"closed loop {name}"
+                if kind == "closed"
+                else f"fixed rate  {name} @ {args.rate:g}/s"
+            )
+            rows.append(got.row(label))
     if args.whatif or args.baseline:
-        summary["whatif"] = {
-            "patches": pair_label(args.whatif, args.baseline),
-            **{
-                name: median_percentiles([r["whatif"][name] for r in rounds]).as_dict()
-                for name in ("plain", "patched")
-            },
-            **{
-                f"results {name}": {
-                    k: median([r["whatif"][f"results {name}"][k] for r in rounds])
-                    for k in rounds[0]["whatif"][f"results {name}"]
-                }
-                for name in ("plain", "patched")
-            },
+        pair = {
+            name: PairSide.median_of([r["whatif"][name] for r in rounds])
+            for name in ("plain", "patched")
         }
-        w = summary["whatif"]
-        print(
-            f"  what-if ({pair_label(args.whatif, args.baseline)}) status @ {args.rate:g}/s: p50/p99 plain"
-            f" {w['plain']['p50'] * 1e3:.1f}/{w['plain']['p99'] * 1e3:.1f} ms,"
-            f" patched {w['patched']['p50'] * 1e3:.1f}/{w['patched']['p99'] * 1e3:.1f} ms"
-        )
-    status_p99 = summary["fixed"]["status"]["latency"]["p99"]
-    ok = status_p99 < 0.020
-    print("\ntargets:")
-    print(
-        f"  status GET p99 < 20 ms at {args.rate:g} req/s: {status_p99 * 1e3:.1f} ms"
-        f"  {'met' if ok else 'MISSED'}"
+        label = pair_label(args.whatif, args.baseline)
+        summary["whatif"] = {"patches": label, **_pair_json(pair)}
+        rows += [
+            row for name, side in pair.items() for row in side.rows(f"what-if {name}", args.rate)
+        ]
+    show(rows, f"median of {len(rounds)} round(s):")
+    status_p99 = summary["fixed"]["status"]["latency"].p99
+    show(
+        [
+            Target(
+                f"status GET p99 < 20 ms at {args.rate:g} req/s",
+                f"{status_p99 * 1e3:.1f} ms",
+                status_p99 < 0.020,
+            )
+        ],
+        "targets:",
     )
+    for r in rounds:
+        if "whatif" in r:
+            r["whatif"] = _pair_json(r["whatif"])
     return {
         "benchmark": "api_load",
         "args": {k: str(v) for k, v in vars(args).items()},
         "machine": info,
         "load_average_end": load_average(),
         "summary": summary,
-        "rounds": _plain(rounds),
+        "rounds": rounds,
     }
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Percentiles):
-        return value.as_dict()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.api_load", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (for CI)")
     parser.add_argument("--seconds", type=float, help="seconds per measurement")
     parser.add_argument("--concurrency", help="comma-separated levels (default 1,4,16,64)")
@@ -404,7 +462,7 @@ def main() -> int:
     )
     parser.add_argument("--blocks", type=int, default=4, help="alternating what-if blocks")
     parser.add_argument("--json", type=Path, help="write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.seconds = args.seconds or (1.0 if args.quick else 10.0)
     levels = args.concurrency or ("4" if args.quick else "1,4,16,64")
     args.concurrency = [int(x) for x in levels.split(",")]
@@ -414,6 +472,7 @@ def main() -> int:
         args.rate = min(args.rate, 50.0)
     if args.whatif and args.baseline:
         parser.error("--whatif and --baseline are exclusive")
+    default_s3_credentials()
     with source_tree(args.baseline) as args.baseline_tree:
         write_json(args.json, asyncio.run(run(args)))
     return 0

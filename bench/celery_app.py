@@ -1,6 +1,6 @@
-"""The Celery baseline of ``bench/queue.py``: a no-op task, acks_late,
-persistent messages, no result backend, prefetch 1 (what Celery's docs advise
-with acks_late).
+"""The Celery app of the queue benchmark's baseline (``bench/baselines.py``):
+a no-op task, acks_late, persistent messages, no result backend, prefetch 1
+(what Celery's docs advise with acks_late).
 
 Configured from the environment, since the worker is its own process
 (``celery -A bench.celery_app worker``):
@@ -20,8 +20,8 @@ import os
 import time
 from pathlib import Path
 
-from celery import Celery
-from kombu import Queue
+from celery import Celery  # type: ignore[import-untyped]
+from kombu.entity import Queue
 
 QUEUE = "bench.celery"
 
@@ -37,7 +37,11 @@ def make_app(broker: str, *, queue_type: str = "classic", confirm: bool = False)
         result_backend=None,
         worker_prefetch_multiplier=1,
         task_default_queue=QUEUE,
-        task_queues=[Queue(QUEUE, routing_key=QUEUE, queue_arguments=arguments, durable=True)],
+        task_queues=[
+            Queue(  # type: ignore[no-untyped-call]
+                QUEUE, routing_key=QUEUE, queue_arguments=arguments, durable=True
+            )
+        ],
         broker_transport_options={"confirm_publish": confirm},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
@@ -55,7 +59,7 @@ app = make_app(
 _state: dict[str, list[float]] = {"latencies": []}
 
 
-@app.task(name="bench.noop")
+@app.task(name="bench.noop")  # type: ignore[untyped-decorator]
 def noop(sent_at: float) -> None:
     latencies = _state["latencies"]
     latencies.append(time.time() - sent_at)

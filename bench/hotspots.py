@@ -1,6 +1,6 @@
 """Summarise a py-spy ``--format raw`` profile (collapsed stacks): where the time goes.
 
-    python bench/hotspots.py PROFILE.txt [--top N]
+    python -m bench.hotspots PROFILE.txt [--top N]
 
 Prints the share of samples (CPU time; py-spy leaves idle threads out) spent
 
@@ -16,7 +16,9 @@ import argparse
 import re
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 # Inclusive groups: a stack counts once for each group any of its frames matches.
 GROUPS: list[tuple[str, re.Pattern[str]]] = [
@@ -116,9 +118,12 @@ def _short(frame: str) -> str:
     return f"{func} ({'/'.join(parts[-3:])})"
 
 
-def summarise(path: Path, *, top: int = 12, out: object = None) -> dict[str, float]:
-    """Print the summary; return the share of each exclusive category."""
-    write = (lambda s: print(s, file=out)) if out else print  # type: ignore[arg-type]
+def summarise(path: Path, *, top: int = 12, out: TextIO | None = None) -> dict[str, float]:
+    """Print the summary (to ``out``, default stdout); return the share of each exclusive category."""
+
+    def write(line: str) -> None:
+        print(line, file=out)
+
     stacks = load(path)
     total = sum(n for _, n in stacks)
     if not total:
@@ -167,11 +172,13 @@ def summarise(path: Path, *, top: int = 12, out: object = None) -> dict[str, flo
     return shares
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.hotspots", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("profile", type=Path, nargs="+")
     parser.add_argument("--top", type=int, default=15)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for path in args.profile:
         print(path)
         summarise(path, top=args.top)

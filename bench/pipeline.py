@@ -1,6 +1,7 @@
 """Benchmark: the video pipeline against the decoder's own speed, in one run.
 
-    python bench/pipeline.py [--quick] [--clip PATH] [--seconds N] [--repeat N]
+    python -m bench.pipeline [--quick] [--clip PATH] [--seconds N] [--repeat N]
+        [--pipelines NAMES]
 
 Generates (once, then cached) a 720p 30 fps H.264 clip of ``--seconds``
 seconds (60 by default, 10 with ``--quick``) made of 5-second shots of
@@ -35,69 +36,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import av
 import cv2
-import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from bench.figures import Row, Target, show
+from bench.inputs import FPS, SHOT_SECONDS, shots_clip
 from shared.pipeline import AnalysisSummary, VideoFilePipelineService, load_registry
-from tests.support.videos import write_mp4
-
-WIDTH, HEIGHT, FPS = 1280, 720, 30
-SHOT_SECONDS = 5
-CLIP_VERSION = 2  # bump when the generator changes (the clip is cached)
-# Film grain (standard deviation, 0-255 levels): it sets the bitrate, and so the
-# decoder's cost. 5.0 gives about 3 Mbit/s, a typical 720p upload.
-GRAIN = 5.0
-ENCODER_OPTIONS = {"preset": "veryfast", "crf": "23", "g": "60"}
-
-
-def _shot_frames(count: int, *, grain_sigma: float = GRAIN) -> Iterator[np.ndarray]:
-    """A clip of 5 s shots: each a different palette and layout, panning, with grain."""
-    rng = np.random.default_rng(16)
-    grain = [
-        np.rint(rng.normal(0, grain_sigma, (HEIGHT, WIDTH, 1))).astype(np.int16) for _ in range(6)
-    ]
-    looks = []
-    for shot in range(count // (FPS * SHOT_SECONDS) + 1):
-        palette = rng.integers(0, 256, (2, 3))
-        coarse = rng.random((9, 16)).astype(np.float32)
-        field = cv2.resize(coarse, (WIDTH * 2, HEIGHT * 2), interpolation=cv2.INTER_CUBIC)
-        detail = cv2.resize(rng.random((90, 160)).astype(np.float32), (WIDTH * 2, HEIGHT * 2))
-        mix = np.clip(0.8 * field + 0.2 * detail, 0, 1)[:, :, None]
-        image = palette[0] * (1 - mix) + palette[1] * mix
-        looks.append((image.astype(np.uint8), 1 + shot % 3))
-    for i in range(count):
-        base, speed = looks[i // (FPS * SHOT_SECONDS)]
-        t = i % (FPS * SHOT_SECONDS)
-        x, y = t * speed * 2, t * speed // 2  # a steady pan, never wrapping within a shot
-        frame = base[y : y + HEIGHT, x : x + WIDTH].astype(np.int16) + grain[i % len(grain)]
-        frame = np.clip(frame, 0, 255).astype(np.uint8)
-        caption = f"Shot {i // (FPS * SHOT_SECONDS) + 1}  {i / FPS:06.2f}s"
-        cv2.putText(frame, caption, (60, 660), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (0, 0, 0), 9)
-        cv2.putText(frame, caption, (60, 660), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (255, 255, 255), 3)
-        yield frame
-
-
-def make_clip(path: Path, seconds: int) -> Path:
-    if path.exists():
-        return path
-    print(f"generating {path} ({seconds} s, {WIDTH}x{HEIGHT} H.264) ...", flush=True)
-    started = time.monotonic()
-    part = path.with_suffix(".part.mp4")
-    write_mp4(
-        part,
-        _shot_frames(seconds * FPS),
-        fps=FPS,
-        options=ENCODER_OPTIONS,
-    )
-    part.replace(path)
-    print(f"  done in {time.monotonic() - started:.0f} s", flush=True)
-    return path
 
 
 def _measure(fn: Callable[[], object]) -> tuple[float, float]:
@@ -132,20 +79,20 @@ def _pyav_decode(clip: Path) -> Callable[[], object]:
     return run
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pipeline", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="10 s clip, fewer runs")
     parser.add_argument("--clip", type=Path, help="use this MP4 instead of the generated clip")
     parser.add_argument("--seconds", type=int, help="length of the generated clip")
     parser.add_argument("--repeat", type=int, help="runs per measurement (best is kept)")
     parser.add_argument("--pipelines", help="comma-separated pipelines (default: all built-ins)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     seconds = args.seconds or (10 if args.quick else 60)
     repeat = args.repeat or (2 if args.quick else 5)
-    cache = Path(tempfile.gettempdir()) / "videoq-bench"
-    cache.mkdir(exist_ok=True)
-    clip = args.clip or make_clip(cache / f"clip-{seconds}s-720p30-v{CLIP_VERSION}.mp4", seconds)
+    clip = args.clip or shots_clip(seconds)
     with av.open(str(clip)) as container:
         stream = container.streams.video[0]
         frames = stream.frames or sum(1 for _ in container.decode(stream))
@@ -207,51 +154,49 @@ def main() -> int:
             wall, cpu = _measure(fn)
             walls[name].append(wall)
             cpus[name].append(cpu)
-            print(f"  {name:<28} {frames / wall:8.1f} frames/s", flush=True)
+            show([Row(name, frames / wall, "frames/s")])
     tmp.cleanup()
 
     fps = {name: frames / min(times) for name, times in walls.items()}
     ffmpeg_1 = fps.get("ffmpeg -threads 1")
     pyav = fps["PyAV decode-only"]
-    print(f"\n{frames} frames; best of {repeat} runs (slow pipelines: 1 run)")
-    print(f"  {'':<28} {'frames/s':>9} {'x ffmpeg-1':>11} {'x PyAV':>8} {'CPU ms/frame':>13}")
+    rows = []
     for name, _, _ in items:
         rate = fps[name]
-        vs_ffmpeg = f"{rate / ffmpeg_1:.2f}" if ffmpeg_1 else "-"
+        vs_ffmpeg = f"{rate / ffmpeg_1:.2f}x ffmpeg -threads 1, " if ffmpeg_1 else ""
         cpu_ms = min(cpus[name]) / frames * 1000
-        print(f"  {name:<28} {rate:9.1f} {vs_ffmpeg:>11} {rate / pyav:8.2f} {cpu_ms:13.2f}")
+        note = f"{vs_ffmpeg}{rate / pyav:.2f}x PyAV, CPU {cpu_ms:.2f} ms/frame"
+        rows.append(Row(name, rate, "frames/s", note=note))
+    show(rows, f"{frames} frames; best of {repeat} runs (slow pipelines: 1 run)")
 
     if not args.clip:
         shots = [i * FPS * SHOT_SECONDS for i in range(-(-frames // (FPS * SHOT_SECONDS)))]
+        found = []
         for (name, stride), summary in sorted(summaries.items()):
             scene = summary.analyzers.get("scene")
             if scene is not None:
                 starts = [shot["start_frame"] for shot in scene["shots"]]
                 verdict = "as generated" if starts == shots else f"generated: {shots}"
-                print(f"  {name} stride {stride}: shots start at {starts} ({verdict})")
+                found.append(
+                    Row(f"{name} stride {stride}: shots start at", note=f"{starts} ({verdict})")
+                )
+        show(found)
 
-    failed = False
     goals = [
         ("pipeline scene stride 1", "ffmpeg -threads 1", 0.7),
         ("pipeline scene stride 10", "PyAV decode-only", 0.9),
     ]
-    print("\ngoals (median over rounds of the paired ratio; ratio of the bests):")
+    targets = []
     for subject, baseline, goal in goals:
         if subject not in walls or baseline not in walls:
             continue
         paired = [b / a for a, b in zip(walls[subject], walls[baseline], strict=True)]
         ratio = statistics.median(paired)
-        ok = ratio >= goal
-        failed |= not ok
-        print(
-            f"  {subject} >= {goal}x {baseline}: {ratio:.2f}x"
-            f" (best/best {fps[subject] / fps[baseline]:.2f}x)  {_mark(ok)}"
-        )
-    return 1 if failed else 0
-
-
-def _mark(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
+        best = fps[subject] / fps[baseline]
+        value = f"{ratio:.2f}x (best/best {best:.2f}x)"
+        targets.append(Target(f"{subject} >= {goal}x {baseline}", value, ratio >= goal))
+    show(targets, "goals (median over rounds of the paired ratio; ratio of the bests):")
+    return 0 if all(t.met for t in targets) else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Draw the report's plots from the benchmarks' ``--json`` figures.
 
-    python bench/plots.py [--results bench/results] [--out docs/img]
+    python -m bench.plots [--results bench/results] [--out docs/img]
 
 Reads ``queue.json``, ``api_load.json``, ``upload.json`` and ``scaling.json``
 (whichever exist) and writes PNGs (matplotlib, Agg backend):
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,11 +222,13 @@ def upload_plot(data: dict[str, Any], out: Path) -> list[Path]:
     return [path]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.plots", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name, draw in (

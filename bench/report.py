@@ -1,6 +1,6 @@
 """Print the benchmarks' figures as Markdown tables (for docs/benchmarks.md).
 
-    python bench/report.py [--results bench/results]
+    python -m bench.report [--results bench/results]
 
 Reads whichever ``--json`` outputs exist in the folder: ``queue.json``,
 ``queue-whatif.json``, ``queue-concurrency4.json``, ``queue-diagnose.json``,
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,10 +182,12 @@ def scaling(data: dict[str, Any]) -> None:
     print()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for name in ("queue", "queue-whatif", "queue-concurrency4", "queue-diagnose"):
         data = _load(args.results, name)
         if data is not None:

@@ -1,12 +1,11 @@
 """Benchmark: throughput with 1, 2 and 4 worker processes on a CPU-heavy
 pipeline, and latency against queue depth.
 
-    python bench/scaling.py [--quick] [--workers 1,2,4] [--jobs N]
-                            [--pipeline scene] [--seconds S] [--depths 1,2,4,8,16]
-                            [--repeat R] [--json PATH]
+    python -m bench.scaling [--quick] [--workers 1,2,4] [--jobs N]
+        [--pipeline scene] [--seconds S] [--depths 1,2,4,8,16] [--repeat R] [--json PATH]
 
-The clip is ``bench/pipeline.py``'s generated 720p 30 fps H.264 clip (grain,
-camera motion, shots; cached), ``--seconds`` long (4 by default, 2 with
+The clip is the pipeline benchmark's generated 720p 30 fps H.264 clip (grain,
+camera motion, shots; cached), ``--seconds`` long (4 by default, 1 with
 ``--quick``); each job runs ``--pipeline`` (default ``scene``, stride 1) on it.
 Each round, on the real stack (fresh vhost, database and bucket each time):
 
@@ -25,51 +24,74 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import asyncpg
 import av
 import httpx
 
-from bench.common import (
+from bench.figures import (
+    Percentiles,
+    Row,
+    median,
+    median_percentiles,
+    percentiles,
+    show,
+    write_json,
+)
+from bench.inputs import shots_clip
+from bench.machine import describe, load_average, print_description
+from bench.stack import (
     CpuMeter,
     bench_services,
-    cache_dir,
+    default_s3_credentials,
     fresh_stack,
-    load_average,
-    machine,
-    median,
-    percentiles,
-    print_machine,
     retrying,
     s3_endpoint,
     submit_clip,
     wait_for_consumers,
-    write_json,
 )
 
 
-def make_clip(seconds: int) -> Path:
-    """``bench/pipeline.py``'s benchmark clip (720p30, grain, motion), ``seconds`` long."""
-    try:
-        from bench.pipeline import CLIP_VERSION
-        from bench.pipeline import make_clip as pipeline_clip
-    except ImportError:  # pragma: no cover - the pipeline benchmark moved
-        from tests.support.videos import make_mp4
+@dataclass(frozen=True)
+class Finished:
+    """A batch of jobs submitted at once, all finished."""
 
-        path = cache_dir() / f"scaling-{seconds}s-720p30.mp4"
-        return (
-            path
-            if path.exists()
-            else make_mp4(path, seconds=seconds, fps=30, width=1280, height=720, segments=3)
+    #: From the first submit to the last completion.
+    seconds: float
+    #: Each job's, from its submit to its completion.
+    latency: Percentiles
+    failed: int
+
+
+@dataclass
+class WorkersRun:
+    """W workers: the throughput of a batch, then (with ``--depth-workers``
+    workers) the latency at each queue depth."""
+
+    workers: int
+    jobs_per_s: float
+    seconds: float
+    failed: int
+    cpu_ms_per_job: dict[str, float]
+    depth: dict[int, Percentiles] = field(default_factory=dict)
+
+    def row(self, seconds: int, frames: int) -> Row:
+        cpu = self.cpu_ms_per_job["worker"] / 1e3
+        return Row(
+            f"{self.workers} worker process(es): throughput",
+            self.jobs_per_s,
+            "jobs/s",
+            note=f"= {self.jobs_per_s * seconds:.2f} video s/s"
+            f" = {self.jobs_per_s * frames:.1f} frames/s (failed {self.failed});"
+            f" worker CPU {cpu:.2f} s/job = {cpu / seconds:.3f} core-s per video s",
         )
-    return pipeline_clip(cache_dir() / f"clip-{seconds}s-720p30-v{CLIP_VERSION}.mp4", seconds)
 
 
 async def _submit_all(url: str, clip: bytes, count: int, pipeline: str) -> list[tuple[str, float]]:
@@ -85,7 +107,7 @@ async def _submit_all(url: str, clip: bytes, count: int, pipeline: str) -> list[
 
 async def _finish(
     db: asyncpg.Connection, submits: list[tuple[str, float]], within: float
-) -> dict[str, Any]:
+) -> Finished:
     ids = [s[0] for s in submits]
     deadline = time.monotonic() + within
     while True:
@@ -104,12 +126,10 @@ async def _finish(
     latencies = [done[job_id]["updated_at"].timestamp() - started for job_id, started in submits]
     first = min(s[1] for s in submits)
     last = max(r["updated_at"].timestamp() for r in rows)
-    return {"seconds": last - first, "latency": percentiles(latencies), "failed": failed}
+    return Finished(last - first, percentiles(latencies), failed)
 
 
-async def throughput(
-    s3: str, clip: bytes, workers: int, args: argparse.Namespace
-) -> dict[str, Any]:
+async def throughput(s3: str, clip: bytes, workers: int, args: argparse.Namespace) -> WorkersRun:
     """Jobs/s with ``workers`` workers; then, with ``--depth-workers`` of them,
     the latency at each queue depth (in the same stack)."""
     async with fresh_stack(s3) as bench:
@@ -123,44 +143,47 @@ async def throughput(
             await _finish(db, warm, 300)
             pids = {"worker": [bench.pid(w) for w in bench.workers], "api": [bench.pid("api")]}
             meter = CpuMeter(pids)
-            got = await _finish(db, await _submit_all(url, clip, args.jobs, args.pipeline), 900)
-            got["jobs_per_s"] = args.jobs / got["seconds"]
-            got["cpu_ms_per_job"] = meter.per_job(pids, args.jobs)
-            got["depth"] = {}
+            batch = await _finish(db, await _submit_all(url, clip, args.jobs, args.pipeline), 900)
+            got = WorkersRun(
+                workers=workers,
+                jobs_per_s=args.jobs / batch.seconds,
+                seconds=batch.seconds,
+                failed=batch.failed,
+                cpu_ms_per_job=meter.per_job(pids, args.jobs),
+            )
             if workers == args.depth_workers:
                 for depth in args.depths:
                     submits = await _submit_all(url, clip, depth, args.pipeline)
-                    got["depth"][depth] = latency = await _finish(db, submits, 900)
-                    print(
-                        f"  queue depth {depth:3d} ({workers} workers): {latency['latency'].ms()}",
-                        flush=True,
+                    got.depth[depth] = (await _finish(db, submits, 900)).latency
+                    show(
+                        [
+                            Row(
+                                f"queue depth {depth:3d} ({workers} workers)",
+                                latency=got.depth[depth],
+                            )
+                        ]
                     )
         finally:
             await db.close()
     return got
 
 
-async def one_round(s3: str, clip: bytes, frames: int, args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"throughput": {}, "depth": {}}
+async def one_round(
+    s3: str, clip: bytes, frames: int, args: argparse.Namespace
+) -> dict[int, WorkersRun]:
+    out: dict[int, WorkersRun] = {}
     for workers in args.workers:
-        got = await retrying(f"{workers} workers", lambda w=workers: throughput(s3, clip, w, args))
-        out["throughput"][workers] = got
-        print(
-            f"  {workers} worker process(es): {got['jobs_per_s']:5.2f} jobs/s"
-            f" = {got['jobs_per_s'] * args.seconds:5.2f} video s/s"
-            f" = {got['jobs_per_s'] * frames:6.1f} frames/s  (failed {got['failed']});"
-            f" worker CPU {got['cpu_ms_per_job']['worker'] / 1e3:.2f} s/job"
-            f" = {got['cpu_ms_per_job']['worker'] / 1e3 / args.seconds:.3f} core-s per video s",
-            flush=True,
+        out[workers] = got = await retrying(
+            f"{workers} workers", functools.partial(throughput, s3, clip, workers, args)
         )
-        out["depth"].update(got.pop("depth"))
+        show([got.row(args.seconds, frames)])
     return out
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    info = machine(bench_services())
-    print_machine(info)
-    path = make_clip(args.seconds)
+    info = describe(bench_services())
+    print_description(info)
+    path = shots_clip(args.seconds)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         frames = stream.frames
@@ -175,13 +198,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for number in range(args.repeat):
             print(f"round {number + 1}/{args.repeat} (load {' '.join(map(str, load_average()))})")
             rounds.append(await one_round(s3, clip, frames, args))
-    print(f"\nmedian of {len(rounds)} round(s):")
     summary: dict[str, Any] = {"throughput": {}, "depth": {}}
-    base = median([r["throughput"][args.workers[0]]["jobs_per_s"] for r in rounds])
+    rows = []
+    base = median([r[args.workers[0]].jobs_per_s for r in rounds])
     for workers in args.workers:
-        rate = median([r["throughput"][workers]["jobs_per_s"] for r in rounds])
-        cpu = median([r["throughput"][workers]["cpu_ms_per_job"]["worker"] for r in rounds]) / 1e3
-        api_cpu = median([r["throughput"][workers]["cpu_ms_per_job"]["api"] for r in rounds]) / 1e3
+        rate = median([r[workers].jobs_per_s for r in rounds])
+        cpu = median([r[workers].cpu_ms_per_job["worker"] for r in rounds]) / 1e3
+        api_cpu = median([r[workers].cpu_ms_per_job["api"] for r in rounds]) / 1e3
         summary["throughput"][workers] = {
             "worker_cpu_s_per_job": cpu,
             "worker_core_s_per_video_s": cpu / args.seconds,
@@ -191,21 +214,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "frames_per_s": rate * frames,
             "speedup": rate / base,
         }
-        print(
-            f"  {workers} worker process(es): {rate:5.2f} jobs/s, {rate * args.seconds:5.2f} video s/s,"
-            f" {rate * frames:6.1f} frames/s, {rate / base:.2f}x; worker CPU {cpu:.2f} s/job"
-            f" ({cpu / args.seconds:.3f} core-s per video s), api CPU {api_cpu * 1e3:.0f} ms/job"
+        rows.append(
+            Row(
+                f"{workers} worker process(es): throughput",
+                rate,
+                "jobs/s",
+                note=f"{rate * args.seconds:.2f} video s/s, {rate * frames:.1f} frames/s,"
+                f" {rate / base:.2f}x; worker CPU {cpu:.2f} s/job"
+                f" ({cpu / args.seconds:.3f} core-s per video s), api CPU {api_cpu * 1e3:.0f} ms/job",
+            )
         )
     for depth in args.depths:
-        p = {
-            k: median([getattr(r["depth"][depth]["latency"], k) for r in rounds])
-            for k in ("p50", "p95", "max", "mean")
-        }
-        summary["depth"][depth] = p
-        print(
-            f"  queue depth {depth:3d}: latency p50 {p['p50']:.2f} s, max {p['max']:.2f} s"
-            f" (mean {p['mean']:.2f} s)"
-        )
+        latency = median_percentiles([r[args.depth_workers].depth[depth] for r in rounds])
+        summary["depth"][depth] = {k: getattr(latency, k) for k in ("p50", "p95", "max", "mean")}
+        rows.append(Row(f"queue depth {depth:3d} ({args.depth_workers} workers)", latency=latency))
+    show(rows, f"median of {len(rounds)} round(s):")
     return {
         "benchmark": "scaling",
         "args": {k: str(v) for k, v in vars(args).items()},
@@ -216,18 +239,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": [
             {
                 "throughput": {
-                    w: {k: v for k, v in t.items() if k != "latency"}
-                    for w, t in r["throughput"].items()
+                    w: {
+                        "seconds": t.seconds,
+                        "failed": t.failed,
+                        "jobs_per_s": t.jobs_per_s,
+                        "cpu_ms_per_job": t.cpu_ms_per_job,
+                    }
+                    for w, t in r.items()
                 },
-                "depth": {d: x["latency"].as_dict() for d, x in r["depth"].items()},
+                "depth": r[args.depth_workers].depth,
             }
             for r in rounds
         ],
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scaling", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (for CI)")
     parser.add_argument("--workers", help="comma-separated worker counts (default 1,2,4)")
     parser.add_argument("--jobs", type=int, help="jobs per worker count (default 16)")
@@ -239,7 +269,7 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, help="rounds (the median is reported)")
     parser.add_argument("--json", type=Path, help="write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.workers = [int(x) for x in (args.workers or ("2" if args.quick else "1,2,4")).split(",")]
     args.jobs = args.jobs or (2 if args.quick else 16)
     args.seconds = args.seconds or (1 if args.quick else 4)
@@ -249,6 +279,7 @@ def main() -> int:
     args.repeat = args.repeat or (1 if args.quick else 3)
     if args.depth_workers not in args.workers:
         parser.error("--depth-workers must be one of --workers")
+    default_s3_credentials()
     write_json(args.json, asyncio.run(run(args)))
     return 0
 

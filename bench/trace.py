@@ -6,8 +6,9 @@ and optionally with a proposed optimisation patched in (a "what if").
 The service runs unchanged; the adapters' methods it calls (repository,
 broker, store, pipeline) and the request/delivery around them are wrapped
 with timers. At exit the process writes, per step, the count and the total,
-mean and median wall-clock seconds to ``OUT.json``. ``bench/queue.py --trace
-DIR`` starts the services this way and prints the steps per job.
+mean and median wall-clock seconds to ``OUT.json``. ``python -m
+bench.queue_overhead --trace DIR`` starts the services this way and prints
+the steps per job.
 
 The wrappers cost about a microsecond per call: the figures are the
 service's own, not the tracer's.
@@ -29,6 +30,7 @@ are gone from this list: ``async-deps`` (commit 5da7ab8) and
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import functools
@@ -41,13 +43,9 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 _stats: dict[str, list[float]] = defaultdict(list)
 _lock = threading.Lock()
@@ -155,7 +153,7 @@ def _whatif_upload_overlap() -> None:
         except BaseException:
             await abort(self)
             raise
-        return await complete(self)  # type: ignore[no-any-return]
+        return await complete(self)
 
     async def overlapped_abort(self: Any) -> None:
         pending = getattr(self, "_pending", None)
@@ -193,7 +191,8 @@ def _api() -> None:
     import services.api.routes as routes
 
     wrap(routes, "receive_upload", "api: receive_upload (parse + S3 upload)")
-    create_app = main.create_app
+    # The name ``services.api.main`` calls, in its own namespace.
+    create_app = vars(main)["create_app"]
 
     def traced_create_app(*args: Any, **kwargs: Any) -> Any:
         app = create_app(*args, **kwargs)
@@ -214,7 +213,7 @@ def _api() -> None:
 
         return asgi
 
-    main.create_app = traced_create_app  # type: ignore[assignment]
+    vars(main)["create_app"] = traced_create_app
 
 
 def _worker() -> None:
@@ -229,9 +228,20 @@ def _worker() -> None:
     wrap(service.VideoFilePipelineService, "analyze", "pipeline: analyze (in a thread)")
 
 
-def main() -> None:
-    service, out = sys.argv[1], Path(sys.argv[2])
-    sys.argv = [f"videoq-{service}", *sys.argv[3:]]
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.trace",
+        description="Run videoq-api or videoq-worker with each step of a job timed"
+        " (and BENCH_WHATIF's patches applied).",
+    )
+    parser.add_argument("service", choices=("api", "worker"))
+    parser.add_argument("out", type=Path, help="the step timings, written at exit (JSON)")
+    parser.add_argument(
+        "service_args", nargs=argparse.REMAINDER, help="the service's own arguments"
+    )
+    args = parser.parse_args(argv)
+    service, out = args.service, args.out
+    sys.argv = [f"videoq-{service}", *args.service_args]
     for name in filter(None, os.environ.get("BENCH_WHATIF", "").split(",")):
         WHATIFS[name]()
     _common()
@@ -249,8 +259,6 @@ def main() -> None:
         from services.worker.main import main as run_worker
 
         run_worker()
-    else:
-        raise SystemExit(f"unknown service {service!r}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark: a large upload through ``POST /video/submit`` against raw S3 multipart.
 
-    python bench/upload.py [--quick] [--size-mib N] [--repeat R] [--json PATH]
+    python -m bench.upload [--quick] [--size-mib N] [--repeat R] [--json PATH]
 
 Makes (once, cached) an MP4-like file of ``--size-mib`` MiB (1024 by default,
 32 with ``--quick``): an ISO-BMFF ``ftyp`` box, then random bytes. Each round,
@@ -27,56 +27,104 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import dataclasses
+import functools
 import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import aiobotocore.session
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]
 from botocore.config import Config
 
-from bench.common import (
+from bench.figures import Row, Target, median, show, write_json
+from bench.inputs import mp4_like_file
+from bench.machine import describe, load_average, print_description
+from bench.stack import (
+    Code,
     bench_services,
-    cache_dir,
+    default_s3_credentials,
     fresh_stack,
-    load_average,
-    machine,
-    median,
-    print_machine,
     retrying,
     s3_endpoint,
-    write_json,
 )
 
 MiB = 1024 * 1024
 PART = 8 * MiB
-FTYP = (24).to_bytes(4, "big") + b"ftypisom" + (0x200).to_bytes(4, "big") + b"isommp41"
 
 
-def make_file(size: int) -> Path:
-    path = cache_dir() / f"upload-{size // MiB}MiB.mp4"
-    if path.exists() and path.stat().st_size == size:
-        return path
-    print(f"writing {path} ({size // MiB} MiB) ...", flush=True)
-    part = path.with_suffix(".part")
-    with part.open("wb") as out:
-        out.write(FTYP)
-        left = size - len(FTYP)
-        while left:
-            chunk = os.urandom(min(left, 8 * MiB))
-            out.write(chunk)
-            left -= len(chunk)
-    part.replace(path)
-    return path
+@dataclass(frozen=True)
+class ApiUpload:
+    """One upload through ``POST /video/submit``, and the api process meanwhile."""
+
+    seconds: float
+    rss_baseline_mb: float
+    rss_peak_mb: float
+    rss_growth_mb: float
+    rss_after_mb: float
+    api_cpu_seconds: float
+
+
+@dataclass(frozen=True)
+class UploadRound:
+    """One round: the same file by raw multipart (one part in flight, then
+    four) and through videoq's submit (and a what-if's)."""
+
+    size: int
+    raw_seconds: float
+    raw4_seconds: float
+    videoq: ApiUpload
+    whatif: ApiUpload | None = None
+
+    def figures(self) -> dict[str, float]:
+        """Under the names of the JSON figures (a what-if's only if it ran)."""
+        mb = self.size / 1e6
+        out = {
+            "raw_mb_s": mb / self.raw_seconds,
+            "raw4_mb_s": mb / self.raw4_seconds,
+            "videoq_mb_s": mb / self.videoq.seconds,
+            **dataclasses.asdict(self.videoq),
+            "api_cpu_s_per_gib": self.videoq.api_cpu_seconds / (self.size / 2**30),
+        }
+        if self.whatif is not None:
+            out["whatif_mb_s"] = mb / self.whatif.seconds
+            out["whatif_rss_growth_mb"] = self.whatif.rss_growth_mb
+        return out
+
+
+def _rows(figures: dict[str, float], whatif: str) -> list[Row]:
+    """One round's figures, or the medians of several (same names, and the
+    medians of the rounds' ratios)."""
+    ratio = figures.get("ratio", figures["videoq_mb_s"] / figures["raw_mb_s"])
+    rows = [
+        Row("raw multipart, 1 part in flight", figures["raw_mb_s"], "MB/s"),
+        Row("raw multipart, 4 parts in flight", figures["raw4_mb_s"], "MB/s"),
+        Row(
+            "videoq submit",
+            figures["videoq_mb_s"],
+            "MB/s",
+            note=f"{ratio:.2f}x raw;"
+            f" api RSS {figures['rss_baseline_mb']:.0f} MB -> peak {figures['rss_peak_mb']:.0f} MB"
+            f" (+{figures['rss_growth_mb']:.1f} MB); api CPU {figures['api_cpu_s_per_gib']:.1f} s/GiB",
+        ),
+    ]
+    if "whatif_mb_s" in figures:
+        whatif_ratio = figures.get("whatif_ratio", figures["whatif_mb_s"] / figures["raw_mb_s"])
+        rows.append(
+            Row(
+                f"what-if ({whatif}): videoq submit",
+                figures["whatif_mb_s"],
+                "MB/s",
+                note=f"{whatif_ratio:.2f}x raw; api RSS +{figures['whatif_rss_growth_mb']:.1f} MB",
+            )
+        )
+    return rows
 
 
 async def raw_multipart(endpoint: str, path: Path, *, in_flight: int) -> float:
@@ -189,18 +237,10 @@ async def _submit(http: httpx.AsyncClient, path: Path) -> float:
     return seconds
 
 
-async def videoq_upload(
-    endpoint: str, path: Path, warmup: Path, *, whatif: str = ""
-) -> dict[str, float]:
-    async with fresh_stack(endpoint) as bench:
-        if whatif:  # the api under bench.trace, which patches the proposed change in
-            os.environ["BENCH_WHATIF"] = whatif
-            try:
-                url = bench.start_api(trace=bench.logs / "api.json")
-            finally:
-                os.environ.pop("BENCH_WHATIF", None)
-        else:
-            url = bench.start_api()
+async def videoq_upload(endpoint: str, path: Path, warmup: Path, *, whatif: str = "") -> ApiUpload:
+    # With a what-if, the api runs under bench.trace, which patches the proposed change in.
+    async with fresh_stack(endpoint, code=Code(whatif=whatif)) as bench:
+        url = bench.start_api()
         api = psutil.Process(bench.pid("api"))
         async with httpx.AsyncClient(base_url=url, timeout=600) as http:
             await _submit(http, warmup)  # imports, pools and the multipart path warmed up
@@ -211,82 +251,55 @@ async def videoq_upload(
                 seconds = await _submit(http, path)
             cpu = sum(api.cpu_times()[:2]) - cpu_before
             after = api.memory_info().rss
-        return {
-            "seconds": seconds,
-            "rss_baseline_mb": baseline / 1e6,
-            "rss_peak_mb": sampler.peak / 1e6,
-            "rss_growth_mb": (sampler.peak - baseline) / 1e6,
-            "rss_after_mb": after / 1e6,
-            "api_cpu_seconds": cpu,
-        }
+        return ApiUpload(
+            seconds=seconds,
+            rss_baseline_mb=baseline / 1e6,
+            rss_peak_mb=sampler.peak / 1e6,
+            rss_growth_mb=(sampler.peak - baseline) / 1e6,
+            rss_after_mb=after / 1e6,
+            api_cpu_seconds=cpu,
+        )
 
 
-async def one_round(path: Path, warmup: Path, whatif: str) -> dict[str, Any]:
-    size_mb = path.stat().st_size / 1e6
+async def one_round(path: Path, warmup: Path, whatif: str) -> UploadRound:
     with s3_endpoint(own=True) as (endpoint, _):
         raw = await raw_multipart(endpoint, path, in_flight=1)
         vq = await videoq_upload(endpoint, path, warmup)
         raw4 = await raw_multipart(endpoint, path, in_flight=4)
         patched = await videoq_upload(endpoint, path, warmup, whatif=whatif) if whatif else None
-    out = {
-        "raw_mb_s": size_mb / raw,
-        "raw4_mb_s": size_mb / raw4,
-        "videoq_mb_s": size_mb / vq["seconds"],
-        **vq,
-        "api_cpu_s_per_gib": vq["api_cpu_seconds"] / (path.stat().st_size / 2**30),
-    }
-    print(
-        f"  raw multipart {out['raw_mb_s']:6.1f} MB/s (4 parts in flight {out['raw4_mb_s']:6.1f});"
-        f" videoq submit {out['videoq_mb_s']:6.1f} MB/s = {out['videoq_mb_s'] / out['raw_mb_s']:.2f}x;"
-        f" api RSS {vq['rss_baseline_mb']:.0f} MB -> peak {vq['rss_peak_mb']:.0f} MB"
-        f" (+{vq['rss_growth_mb']:.1f} MB); api CPU {out['api_cpu_s_per_gib']:.1f} s/GiB",
-        flush=True,
-    )
-    if patched is not None:
-        out["whatif_mb_s"] = size_mb / patched["seconds"]
-        out["whatif_rss_growth_mb"] = patched["rss_growth_mb"]
-        print(
-            f"  what-if ({whatif}): videoq submit {out['whatif_mb_s']:6.1f} MB/s"
-            f" = {out['whatif_mb_s'] / out['raw_mb_s']:.2f}x raw;"
-            f" api RSS +{patched['rss_growth_mb']:.1f} MB",
-            flush=True,
-        )
-    return out
+    got = UploadRound(path.stat().st_size, raw, raw4, vq, patched)
+    show(_rows(got.figures(), whatif))
+    return got
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    info = machine(bench_services())
-    print_machine(info)
-    path = make_file(args.size_mib * MiB)
-    warmup = make_file(16 * MiB)
+    info = describe(bench_services())
+    print_description(info)
+    path = mp4_like_file(args.size_mib * MiB)
+    warmup = mp4_like_file(16 * MiB)
     print(f"file: {path} ({args.size_mib} MiB); {args.repeat} round(s), medians reported")
     rounds = []
     for number in range(args.repeat):
         print(f"round {number + 1}/{args.repeat} (load {' '.join(map(str, load_average()))})")
-        rounds.append(await retrying("round", lambda: one_round(path, warmup, args.whatif)))
-    keys = rounds[0].keys()
-    summary = {k: median([r[k] for r in rounds]) for k in keys}
-    ratio = median([r["videoq_mb_s"] / r["raw_mb_s"] for r in rounds])
-    summary["ratio"] = ratio
-    print(f"\nmedian of {len(rounds)} round(s):")
-    print(
-        f"  raw multipart {summary['raw_mb_s']:.1f} MB/s (4 in flight {summary['raw4_mb_s']:.1f}),"
-        f" videoq {summary['videoq_mb_s']:.1f} MB/s; api RSS growth {summary['rss_growth_mb']:.1f} MB,"
-        f" api CPU {summary['api_cpu_s_per_gib']:.1f} s/GiB"
-    )
-    if args.whatif:
-        patched = median([r["whatif_mb_s"] / r["raw_mb_s"] for r in rounds])
-        summary["whatif_ratio"] = patched
-        print(
-            f"  what-if ({args.whatif}): {summary['whatif_mb_s']:.1f} MB/s = {patched:.2f}x raw,"
-            f" api RSS growth {summary['whatif_rss_growth_mb']:.1f} MB"
+        rounds.append(
+            await retrying("round", functools.partial(one_round, path, warmup, args.whatif))
         )
-    print("\ntargets:")
-    print(f"  upload >= 0.7x raw multipart: {ratio:.2f}x  {'met' if ratio >= 0.7 else 'MISSED'}")
+    figures = [r.figures() for r in rounds]
+    summary = {k: median([f[k] for f in figures]) for k in figures[0]}
+    ratio = median([f["videoq_mb_s"] / f["raw_mb_s"] for f in figures])
+    summary["ratio"] = ratio
+    if args.whatif:
+        summary["whatif_ratio"] = median([f["whatif_mb_s"] / f["raw_mb_s"] for f in figures])
+    show(_rows(summary, args.whatif), f"median of {len(rounds)} round(s):")
     growth = summary["rss_growth_mb"]
-    print(
-        f"  api RSS growth < 50 MB for {args.size_mib} MiB: {growth:.1f} MB"
-        f"  {'met' if growth < 50 else 'MISSED'}"
+    show(
+        [
+            Target("upload >= 0.7x raw multipart", f"{ratio:.2f}x", ratio >= 0.7),
+            Target(
+                f"api RSS growth < 50 MB for {args.size_mib} MiB", f"{growth:.1f} MB", growth < 50
+            ),
+        ],
+        "targets:",
     )
     return {
         "benchmark": "upload",
@@ -294,12 +307,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": info,
         "load_average_end": load_average(),
         "summary": summary,
-        "rounds": rounds,
+        "rounds": figures,
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.upload", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="32 MiB, one round (for CI)")
     parser.add_argument("--size-mib", type=int, help="file size in MiB (default 1024)")
     parser.add_argument("--repeat", type=int, help="rounds (the median is reported)")
@@ -310,9 +325,10 @@ def main() -> int:
         " (see bench/trace.py)",
     )
     parser.add_argument("--json", type=Path, help="write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.size_mib = args.size_mib or (32 if args.quick else 1024)
     args.repeat = args.repeat or (1 if args.quick else 3)
+    default_s3_credentials()
     write_json(args.json, asyncio.run(run(args)))
     return 0
 

@@ -14,7 +14,7 @@ from shared.settings import Settings
 __all__ = ["Backend", "Caller", "Config", "MetricsDep", "Pipelines"]
 
 # Every dependency is ``async def``: FastAPI runs a plain ``def`` one in its
-# threadpool, a thread hop per dependency per request (bench/queue.py measured
+# threadpool, a thread hop per dependency per request (bench.queue_overhead measured
 # five per submit); these do no I/O, so they can run on the loop.
 
 

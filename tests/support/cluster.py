@@ -13,7 +13,6 @@ Every wait is bounded; every Docker command has a timeout.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import uuid
@@ -25,18 +24,13 @@ from urllib.parse import quote
 import httpx
 
 from tests.support.proxy import TcpBalancer
+from tests.support.stack import free_port
 
 __all__ = ["Node", "RabbitCluster"]
 
 _USER = ("guest", "guest")
 # Less CPU on a shared machine: one scheduler, no busy waiting.
 _ERL_ARGS = "+S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _docker(*args: str, timeout: float = 60, check: bool = True) -> str:
@@ -73,7 +67,7 @@ class RabbitCluster:
         self.name = f"videoq-cluster-{uuid.uuid4().hex[:8]}"
         self.cookie = f"videoq-test-{uuid.uuid4().hex}"
         self.nodes = [
-            Node(i, f"{self.name}-rmq{i}", f"rmq{i}", _free_port(), _free_port())
+            Node(i, f"{self.name}-rmq{i}", f"rmq{i}", free_port(), free_port())
             for i in range(1, size + 1)
         ]
         self._down: set[str] = set()

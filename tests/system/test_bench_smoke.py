@@ -1,9 +1,9 @@
 """Each benchmark runs with ``--quick`` and prints its figures (no timing is judged).
 
-The benchmarks are commands (``bench/*.py``, see docs/benchmarks.md); this
-keeps them from rotting. Each runs as a subprocess against the test session's
-RabbitMQ, PostgreSQL and S3 endpoint, on a fresh vhost, database and bucket
-of its own.
+The benchmarks are commands (``python -m bench.<name>`` from the repository,
+see docs/benchmarks.md); this keeps them from rotting. Each runs as a
+subprocess against the test session's RabbitMQ, PostgreSQL and S3 endpoint,
+on a fresh vhost, database and bucket of its own.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ pytestmark = pytest.mark.system
 
 REPO = Path(__file__).resolve().parents[2]
 
-# (script, lines its output must contain, a key of its --json summary)
+# (module, lines its output must contain, a key of its --json summary)
 BENCHMARKS = [
     (
-        "queue.py",
+        "bench.queue_overhead",
         (
             "videoq throughput: submit->completed",
             "celery quorum +confirms",
@@ -35,16 +35,16 @@ BENCHMARKS = [
         ),
         "videoq_jobs_per_s",
     ),
-    ("api_load.py", ("closed loop status", "fixed rate  status", "targets:"), "fixed"),
-    ("upload.py", ("raw multipart", "videoq submit", "targets:"), "videoq_mb_s"),
-    ("scaling.py", ("worker process(es):", "queue depth", "median of 1 round"), "throughput"),
+    ("bench.api_load", ("closed loop status", "fixed rate  status", "targets:"), "fixed"),
+    ("bench.upload", ("raw multipart", "videoq submit", "targets:"), "videoq_mb_s"),
+    ("bench.scaling", ("worker process(es):", "queue depth", "median of 1 round"), "throughput"),
 ]
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize(("script", "expected", "key"), BENCHMARKS, ids=[b[0] for b in BENCHMARKS])
+@pytest.mark.parametrize(("module", "expected", "key"), BENCHMARKS, ids=[b[0] for b in BENCHMARKS])
 def test_benchmark_runs_quick_and_prints_its_figures(
-    services_ready: Services, tmp_path: Path, script: str, expected: tuple[str, ...], key: str
+    services_ready: Services, tmp_path: Path, module: str, expected: tuple[str, ...], key: str
 ) -> None:
     env = dict(os.environ)
     env.update(
@@ -55,8 +55,8 @@ def test_benchmark_runs_quick_and_prints_its_figures(
     )
     figures = tmp_path / "figures.json"
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / script), "--quick", "--json", str(figures)],
-        cwd=tmp_path,
+        [sys.executable, "-m", module, "--quick", "--json", str(figures)],
+        cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
@@ -73,13 +73,14 @@ def test_benchmark_runs_quick_and_prints_its_figures(
 
 
 @pytest.mark.timeout(240)
-def test_the_pipeline_benchmark_runs_quick_and_prints_its_figures(tmp_path: Path) -> None:
-    """``bench/pipeline.py`` needs no service; it exits 1 when a speed goal is
+def test_the_pipeline_benchmark_runs_quick_and_prints_its_figures() -> None:
+    """``bench.pipeline`` needs no service; it exits 1 when a speed goal is
     missed, which this smoke run does not judge (the machine is shared)."""
     done = subprocess.run(
         [
             sys.executable,
-            str(REPO / "bench" / "pipeline.py"),
+            "-m",
+            "bench.pipeline",
             "--quick",
             "--seconds",
             "2",
@@ -88,7 +89,7 @@ def test_the_pipeline_benchmark_runs_quick_and_prints_its_figures(tmp_path: Path
             "--pipelines",
             "scene",
         ],
-        cwd=tmp_path,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=230,

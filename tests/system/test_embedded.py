@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,12 @@ import httpx
 import pytest
 
 from services.cli.client import Client
+from tests.support.stack import free_port
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.system
 
 VIDEOQ = [sys.executable, "-m", "services.cli.main"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_videoq_demo_prints_the_results_of_a_generated_clip(tmp_path: Path) -> None:
@@ -47,7 +41,7 @@ class _Dev:
 
     def __init__(self, data: Path, logs: Path) -> None:
         self.data, self.logs = data, logs
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 

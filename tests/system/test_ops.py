@@ -23,19 +23,13 @@ from pydantic import SecretStr
 
 from services.api.auth import hash_key
 from services.cli.client import Client
-from tests.support.stack import Stack
+from tests.support.stack import Stack, free_port
 from tests.support.videos import truncate
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.system
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def scrape(url: str) -> Samples:
@@ -60,7 +54,7 @@ def start_ops_stack(stack: Stack) -> tuple[str, str, str]:
     """api, a worker and a janitor, the last two with their ops port on;
     return the api URL and the worker's and janitor's ops URLs."""
     url = stack.start_api()
-    worker_port, janitor_port = _free_port(), _free_port()
+    worker_port, janitor_port = free_port(), free_port()
     stack.start_worker(VIDEOQ_OPS_PORT=str(worker_port))
     stack._spawn(
         "janitor",
@@ -308,7 +302,7 @@ def test_no_password_appears_in_any_log_line_even_when_a_dependency_is_unreachab
     # A worker pointed at a port where no broker listens, with the password in
     # its URL: it logs while it waits for the broker.
     amqp = urlsplit(secret_settings.amqp_url.get_secret_value())
-    unreachable = amqp._replace(netloc=f"{amqp.username}:{secret}@127.0.0.1:{_free_port()}")
+    unreachable = amqp._replace(netloc=f"{amqp.username}:{secret}@127.0.0.1:{free_port()}")
     stack.start_worker("lost-worker", VIDEOQ_AMQP_URL=urlunsplit(unreachable))
     wait_until(
         lambda: '"startup.waiting"' in stack.log("lost-worker"), timeout=30, what="startup.waiting"

@@ -11,7 +11,7 @@ import pytest
 
 from services.cli.client import Client
 from tests.support.s3server import S3Server
-from tests.support.stack import Stack, _free_port
+from tests.support.stack import Stack, free_port
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.system
@@ -27,7 +27,7 @@ def test_an_s3_server_stopped_mid_run_loses_nothing_and_the_api_says_503_meanwhi
 ):
     server = S3Server(
         tmp_path / "s3",
-        port=_free_port(),
+        port=free_port(),
         access_key=os.environ["AWS_ACCESS_KEY_ID"],
         secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
     )
