@@ -210,7 +210,7 @@ def upload_plot(data: dict[str, Any], out: Path) -> list[Path]:
     ax.bar_label(bars, fmt="%.0f MB/s", padding=2, fontsize=8)
     ax.set_ylabel("MB/s")
     ax.set_title(
-        f"{data['args'].get('size_mib', '?')} MiB upload to S3 (moto); api RSS growth"
+        f"{data['args'].get('size_mib', '?')} MiB upload to S3; api RSS growth"
         f" {s['rss_growth_mb']:.0f} MB",
         fontsize=10,
     )

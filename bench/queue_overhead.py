@@ -28,7 +28,7 @@ on the same RabbitMQ, each on a fresh vhost (and database and bucket):
    loop on a classic and a quorum queue, N messages each.
 
 Prints jobs/s (messages/s), latencies, the CPU each component spent per job
-(api, workers, janitor, this database's PostgreSQL backends, RabbitMQ, moto),
+(api, workers, janitor, this database's PostgreSQL backends, RabbitMQ, the S3 server),
 and the ratios videoq / Celery and videoq / aio-pika.
 
 Finding where the time goes: ``--profile DIR`` records the api and the worker
@@ -336,7 +336,7 @@ def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 
 async def _process_ids(
-    bench: BenchStack, db: asyncpg.Connection, moto: int | None
+    bench: BenchStack, db: asyncpg.Connection, s3_pid: int | None
 ) -> dict[str, list[int]]:
     """The processes whose CPU a job costs, by component."""
     pids = {
@@ -354,8 +354,8 @@ async def _process_ids(
             p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"
         ],
     }
-    if moto is not None:
-        pids["moto (S3)"] = [moto]
+    if s3_pid is not None:
+        pids["S3 server"] = [s3_pid]
     return pids
 
 
@@ -366,7 +366,7 @@ class Videoq:
     bench: BenchStack
     db: asyncpg.Connection
     http: httpx.AsyncClient
-    moto: int | None
+    s3_pid: int | None
     light: list[Submitted] = field(default_factory=list)
     heavy: list[list[Submitted]] = field(default_factory=list)
     cpu_ms: dict[str, float] = field(default_factory=dict)
@@ -377,10 +377,10 @@ class Videoq:
         self.light += submits
 
     async def heavy_block(self, payload: bytes, count: int, concurrency: int) -> None:
-        meter = CpuMeter(await _process_ids(self.bench, self.db, self.moto))
+        meter = CpuMeter(await _process_ids(self.bench, self.db, self.s3_pid))
         submits = await submit_closed(self.http, payload, count, concurrency)
         await wait_finished(self.db, [s.job_id for s in submits], 60 + count)
-        cpu = meter.per_job(await _process_ids(self.bench, self.db, self.moto), 1)
+        cpu = meter.per_job(await _process_ids(self.bench, self.db, self.s3_pid), 1)
         for name, ms in cpu.items():
             self.cpu_ms[name] = self.cpu_ms.get(name, 0.0) + ms
         self.heavy.append(submits)
@@ -411,7 +411,7 @@ async def videoq_stack(
     args: argparse.Namespace,
     *,
     trace: Path | None,
-    moto: int | None,
+    s3_pid: int | None,
     code: Code = CHECKOUT,
 ) -> AsyncIterator[Videoq]:
     """A fresh stack (api, workers, janitor) on a fresh vhost, database and
@@ -438,17 +438,17 @@ async def videoq_stack(
             async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
                 warm = await submit_closed(http, payload, args.warmup, min(4, args.concurrency))
                 await wait_finished(db, [w.job_id for w in warm], 60)
-                yield Videoq(bench, db, http, moto)
+                yield Videoq(bench, db, http, s3_pid)
         finally:
             await db.close()
 
 
 async def videoq_round(
-    s3: str, payload: bytes, args: argparse.Namespace, *, first: bool, moto: int | None
+    s3: str, payload: bytes, args: argparse.Namespace, *, first: bool, s3_pid: int | None
 ) -> VideoqRun:
     """One stack: the light-load phase, then the throughput phase."""
     trace = args.trace if first else None
-    async with videoq_stack(s3, payload, args, trace=trace, moto=moto) as vq:
+    async with videoq_stack(s3, payload, args, trace=trace, s3_pid=s3_pid) as vq:
         await vq.light_block(payload, args.light_jobs, args.light_rate)
         profile = args.profile if first else None
         spies = _start_profile(vq.bench, profile) if profile else []
@@ -461,15 +461,15 @@ async def videoq_round(
 
 
 async def videoq_pair_round(
-    s3: str, payload: bytes, args: argparse.Namespace, *, moto: int | None
+    s3: str, payload: bytes, args: argparse.Namespace, *, s3_pid: int | None
 ) -> tuple[VideoqRun, VideoqRun]:
     """The plain stack and the patched one (``--whatif``), both up at once,
     both under ``bench.trace``, measured in alternating blocks (plain,
     patched, plain, ...), so a change in the machine's load hits both alike."""
     plain_code, patched_code = Code(source=args.baseline_tree), Code(whatif=args.whatif)
     async with (
-        videoq_stack(s3, payload, args, trace=None, moto=moto, code=plain_code) as plain,
-        videoq_stack(s3, payload, args, trace=None, moto=moto, code=patched_code) as patched,
+        videoq_stack(s3, payload, args, trace=None, s3_pid=s3_pid, code=plain_code) as plain,
+        videoq_stack(s3, payload, args, trace=None, s3_pid=s3_pid, code=patched_code) as patched,
     ):
         # Both under the tracer (only the second patched): same wrappers.
         for _ in range(args.blocks):
@@ -548,15 +548,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print("  (Celery is not installed: pip install celery, or the bench extra; no Celery rows)")
         celery_variants = []
     rounds: list[Round] = []
-    with s3_endpoint() as (s3, moto_proc):
+    with s3_endpoint() as (s3, s3_pid):
         services.s3_endpoint = s3
-        moto = moto_proc.pid if moto_proc is not None else None
         for number in range(args.repeat):
             started_at = load_average()
             print(f"round {number + 1}/{args.repeat} (load {' '.join(map(str, started_at))})")
             if pair:
                 vq, patched = await retrying(
-                    "videoq pair", lambda: videoq_pair_round(s3, payload, args, moto=moto)
+                    "videoq pair", lambda: videoq_pair_round(s3, payload, args, s3_pid=s3_pid)
                 )
                 show(VideoqFigures.of(vq).rows("videoq", args.light_rate))
                 show(VideoqFigures.of(patched).rows("what-if", args.light_rate))
@@ -564,7 +563,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 vq = await retrying(
                     "videoq",
                     functools.partial(
-                        videoq_round, s3, payload, args, first=number == 0, moto=moto
+                        videoq_round, s3, payload, args, first=number == 0, s3_pid=s3_pid
                     ),
                 )
                 patched = None

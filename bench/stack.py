@@ -4,8 +4,8 @@ processes on it (as ``tests/support/stack.py`` starts them).
 The servers come from the same variables as the tests (``VIDEOQ_TEST_AMQP_URL``,
 ``VIDEOQ_TEST_RABBITMQ_API``, ``VIDEOQ_TEST_DATABASE_URL``,
 ``VIDEOQ_TEST_S3_ENDPOINT``), defaulting to this machine's RabbitMQ and
-PostgreSQL; without ``VIDEOQ_TEST_S3_ENDPOINT`` a moto server of the run's own
-is started on a free port. Every run gets a fresh RabbitMQ vhost, a fresh
+PostgreSQL; without ``VIDEOQ_TEST_S3_ENDPOINT`` a real S3 server of the run's
+own (rclone's ``serve s3``, as the tests use) is started on a free port. Every run gets a fresh RabbitMQ vhost, a fresh
 database and a fresh bucket, removed afterwards.
 """
 
@@ -30,8 +30,9 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 
 from shared.settings import Settings
+from tests.support.s3server import S3Server
 from tests.support.services import Services, drop_vhost, new_vhost
-from tests.support.stack import Stack, free_port, terminate, wait_healthy
+from tests.support.stack import Stack, free_port, terminate
 from tools.scratch_db import scratch_database
 
 __all__ = [
@@ -57,9 +58,9 @@ T = TypeVar("T")
 
 
 def default_s3_credentials() -> None:
-    """Credentials for moto (it accepts any), unless ``AWS_*`` are set: for
-    this process's S3 clients and the services it starts. A command's
-    ``main`` calls it."""
+    """Credentials for the S3 server of our own (it is started with them),
+    unless ``AWS_*`` are set: for this process's S3 clients and the services
+    it starts. A command's ``main`` calls it."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "videoq-bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "videoq-bench-secret")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -82,32 +83,34 @@ def bench_services(s3: str = "") -> Services:
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A moto S3 server of our own on a free port: (its URL, its process)."""
-    binary = Path(sys.executable).with_name("moto_server")
-    port = free_port()
-    log = Path(tempfile.gettempdir()) / f"videoq-bench-moto-{port}.log"
-    with log.open("wb") as out:  # the child keeps its own copy
-        proc = subprocess.Popen(
-            [str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
+def s3_server() -> Iterator[tuple[str, int]]:
+    """A real S3 server of our own (rclone's ``serve s3`` on a temporary
+    folder, as the tests use) on a free port: (its URL, its pid)."""
+    with tempfile.TemporaryDirectory(prefix="videoq-bench-s3-") as data:
+        server = S3Server(
+            Path(data) / "objects",
+            port=free_port(),
+            access_key=os.environ["AWS_ACCESS_KEY_ID"],
+            secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
         )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url + "/", proc, within=30)
-        yield url, proc
-    finally:
-        terminate([proc], timeout=10)
+        server.start()
+        try:
+            assert server.pid is not None
+            yield server.url, server.pid
+        finally:
+            server.stop()
 
 
 @contextlib.contextmanager
-def s3_endpoint(*, own: bool = False) -> Iterator[tuple[str, subprocess.Popen[bytes] | None]]:
-    """``VIDEOQ_TEST_S3_ENDPOINT`` if set (and not ``own``), else a moto server of our own."""
+def s3_endpoint(*, own: bool = False) -> Iterator[tuple[str, int | None]]:
+    """``VIDEOQ_TEST_S3_ENDPOINT`` if set (and not ``own``), else an S3 server
+    of our own: (its URL, its pid if ours)."""
     given = os.environ.get("VIDEOQ_TEST_S3_ENDPOINT")
     if given and not own:
         yield given, None
         return
-    with moto_server() as (url, proc):
-        yield url, proc
+    with s3_server() as (url, pid):
+        yield url, pid
 
 
 def empty_bucket(endpoint: str, bucket: str, *, remove: bool = True) -> None:

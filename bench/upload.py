@@ -4,7 +4,8 @@
 
 Makes (once, cached) an MP4-like file of ``--size-mib`` MiB (1024 by default,
 32 with ``--quick``): an ISO-BMFF ``ftyp`` box, then random bytes. Each round,
-on a moto S3 server of its own (started fresh, so its memory is given back):
+on a real S3 server of its own (rclone's ``serve s3`` on a temporary folder,
+started fresh each round):
 
 1. **raw multipart**: aiobotocore, the file read in 8 MiB parts, each part
    uploaded in turn (what the api's store adapter does), and the same with 4
@@ -18,8 +19,7 @@ on a moto S3 server of its own (started fresh, so its memory is given back):
 3. with ``--whatif upload-overlap``, the same with the api's multipart upload
    sending one part in the background while it receives the next.
 
-Each object is deleted once measured (moto holds several copies of it in
-memory). Prints the median of ``--repeat`` rounds (default 3) and the ratio
+Each object is deleted once measured (its copy fills the disk). Prints the median of ``--repeat`` rounds (default 3) and the ratio
 videoq / raw multipart.
 """
 

@@ -17,7 +17,7 @@ from tests.support.services import Services, discover_services, drop_vhost, new_
 from tests.support.videos import make_mp4
 from tools.scratch_db import scratch_database
 
-# Credentials for the test S3 endpoint (moto accepts any).
+# Credentials for the test S3 server (scripts/test.sh starts rclone's with these).
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "videoq-test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "videoq-test-secret")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

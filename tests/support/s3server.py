@@ -65,6 +65,10 @@ class S3Server:
                 time.sleep(0.1)
         raise RuntimeError(f"rclone serve s3 did not listen on {self.url} within {timeout} s")
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
