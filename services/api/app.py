@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from services.api.auth import ApiKeys
 from services.api.deps import Backend, MetricsDep
 from services.api.errors import install_error_handlers
+from services.api.models import submit_form
 from services.api.observe import ObserveMiddleware
-from services.api.routes import router
+from services.api.routes import video_router
 from shared.backends import Backends, open_backends
 from shared.metrics import CONTENT_TYPE, Metrics
 from shared.pipeline import load_registry
@@ -52,10 +53,11 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics or Metrics()
-    app.state.pipelines = load_registry(plugins=settings.plugins).names()
+    pipelines = load_registry(plugins=settings.plugins).names()
+    app.state.submit_form = submit_form(settings, pipelines)
     app.state.api_keys = ApiKeys.from_settings(settings)  # refuses to start without keys
     install_error_handlers(app)
-    app.include_router(router)
+    app.include_router(video_router(app.state.submit_form))
 
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
 

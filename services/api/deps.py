@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from services.api.auth import ApiKeys
+from services.api.models import SubmitForm
 from shared.backends import Backends
 from shared.metrics import Metrics
 from shared.settings import Settings
 
-__all__ = ["Backend", "Caller", "Config", "MetricsDep", "Pipelines"]
+__all__ = ["Backend", "Caller", "Config", "MetricsDep", "SubmitFields"]
 
 # Every dependency is ``async def``: FastAPI runs a plain ``def`` one in its
 # threadpool, a thread hop per dependency per request (bench.queue_overhead measured
@@ -30,8 +31,8 @@ async def _metrics(request: Request) -> Metrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
 
 
-async def _pipelines(request: Request) -> list[str]:
-    return request.app.state.pipelines  # type: ignore[no-any-return]
+async def _submit_form(request: Request) -> type[SubmitForm]:
+    return request.app.state.submit_form  # type: ignore[no-any-return]
 
 
 async def _caller(
@@ -44,6 +45,7 @@ async def _caller(
 Backend = Annotated[Backends, Depends(_backends)]
 Config = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
-Pipelines = Annotated[list[str], Depends(_pipelines)]
+#: The submit form with this deployment's pipelines and limits.
+SubmitFields = Annotated[type[SubmitForm], Depends(_submit_form)]
 #: The authenticated client (401 without a valid key).
 Caller = Annotated[str, Depends(_caller)]

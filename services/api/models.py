@@ -1,16 +1,234 @@
-"""Response bodies of the HTTP API (what the OpenAPI document shows)."""
+"""Request and response bodies of the HTTP API (what the OpenAPI document shows)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, Self, cast
 from uuid import UUID
 
-from pydantic import BaseModel
+from annotated_types import Ge, Le, MaxLen
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    model_validator,
+)
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
+from shared.errors import InvalidParameter, PipelineNotFound, VideoqError
 from shared.jobs import Job, JobStatus
+from shared.settings import Settings
 
-__all__ = ["ErrorResponse", "JobList", "ResultsResponse", "StatusResponse", "SubmitResponse"]
+__all__ = [
+    "ErrorResponse",
+    "JobList",
+    "ResultsResponse",
+    "StatusResponse",
+    "SubmitForm",
+    "SubmitResponse",
+    "submit_form",
+]
+
+_MAX_FRAME_STRIDE = 1_000_000
+_MAX_TAG = 128
+_MAX_METADATA_BYTES = 2048
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _integer(value: Any, info: ValidationInfo) -> Any:
+    """Read as ``int()`` reads it (pydantic's own parsing takes other spellings)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "not_an_integer", "{field} must be an integer", {"field": info.field_name}
+        ) from None
+
+
+def _printable(value: str | None) -> str | None:
+    if value is not None and not value.isprintable():
+        raise PydanticCustomError("string_not_printable", "String should be printable")
+    return value
+
+
+def _metadata(value: Any) -> dict[str, Any]:
+    raw = str(value)
+    if len(raw.encode()) > _MAX_METADATA_BYTES:
+        raise PydanticCustomError(
+            "metadata_too_large", f"metadata must be at most {_MAX_METADATA_BYTES} bytes"
+        )
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise PydanticCustomError("metadata_not_json", "metadata must be a JSON object") from None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(v, str | int | float | bool) for v in parsed.values()
+    ):
+        raise PydanticCustomError(
+            "metadata_not_flat", "metadata must be a JSON object of strings, numbers or booleans"
+        )
+    return parsed
+
+
+# Constraints before validators: pydantic then checks them as its own (and
+# documents them as minimum, maximum, maxLength).
+_FrameStride = Annotated[
+    int,
+    Field(ge=1, le=_MAX_FRAME_STRIDE, description="Analyse every n-th frame"),
+    BeforeValidator(_integer),
+]
+_MaxFrames = Annotated[
+    int | None,
+    Field(ge=1, description="Analyse at most this many frames"),
+    BeforeValidator(_integer),
+]
+
+
+class _FormFieldsSchema(GenerateJsonSchema):
+    """Form fields as they travel: one left out takes its default, none is ever null."""
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        return self.generate_inner(schema["schema"])
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        json_schema = super().default_schema(schema)
+        if json_schema.get("default", ...) is None:
+            del json_schema["default"]
+        return json_schema
+
+
+class SubmitForm(BaseModel):
+    """A submit's form fields; the file part streams apart (``services.api.upload``).
+
+    :func:`submit_form` makes the one a deployment uses, with its pipelines,
+    defaults and ``max_frames`` cap. Its JSON schema is submit's documented
+    request body and its constraints are the checks, so each limit is stated
+    once, here.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    #: The upload limit, for the documented file part (the upload enforces it).
+    max_upload_bytes: ClassVar[int]
+
+    #: One of the deployment's pipelines (:func:`submit_form` names them).
+    pipeline: Annotated[str, BeforeValidator(_stripped)]
+    frame_stride: _FrameStride = 1
+    max_frames: _MaxFrames = None
+    tag: Annotated[
+        str | None,
+        Field(
+            max_length=_MAX_TAG, description="Printable characters, echoed in status and results"
+        ),
+        BeforeValidator(_stripped),
+        AfterValidator(_printable),
+    ] = None
+    metadata: Annotated[
+        dict[str, Any],
+        PlainValidator(_metadata, json_schema_input_type=str),
+        Field(
+            description="A JSON object of strings, numbers or booleans,"
+            f" at most {_MAX_METADATA_BYTES} bytes; echoed in status and results",
+            json_schema_extra={
+                "contentMediaType": "application/json",
+                "contentSchema": {
+                    "type": "object",
+                    "additionalProperties": {"type": ["string", "number", "boolean"]},
+                },
+            },
+        ),
+    ] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_left_out(cls, data: Any) -> Any:
+        """A field sent blank takes its default, as one left out does."""
+        if not isinstance(data, Mapping):
+            return data
+        return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+
+    @classmethod
+    def parse(cls, fields: Mapping[str, str]) -> Self:
+        """The fields, validated. Raises ``PipelineNotFound`` or ``InvalidParameter``
+        for the first bad field, in the order above."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise cls._problem(exc.errors()[0]) from None
+
+    @classmethod
+    def _problem(cls, error: ErrorDetails) -> VideoqError:
+        """One validation error as the client reads it, naming the field and its limits."""
+        name = str(error["loc"][0])
+        limits = cls.model_fields[name].metadata
+        if error["type"] == "literal_error":
+            return PipelineNotFound(str(error["input"]))
+        if error["type"] in ("greater_than_equal", "less_than_equal"):
+            low = next(m.ge for m in limits if isinstance(m, Ge))
+            high = next(m.le for m in limits if isinstance(m, Le))
+            return InvalidParameter(f"{name} must be between {low} and {high}")
+        if error["type"] in ("string_too_long", "string_not_printable"):
+            longest = next(m.max_length for m in limits if isinstance(m, MaxLen))
+            return InvalidParameter(f"{name} must be at most {longest} printable characters")
+        return InvalidParameter(error["msg"])  # the validators' own, field named
+
+    def job_fields(self) -> dict[str, Any]:
+        """What the job row keeps of the request (and what its hash covers)."""
+        return {
+            "pipeline": self.pipeline,
+            "options": {"frame_stride": self.frame_stride, "max_frames": self.max_frames},
+            "tag": self.tag,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def openapi_body(cls) -> dict[str, Any]:
+        """Submit's ``requestBody`` for the OpenAPI document: the file and these fields."""
+        schema = cls.model_json_schema(schema_generator=_FormFieldsSchema)
+        file = {
+            "type": "string",
+            "format": "binary",
+            "description": f"The MP4 to analyse, at most {cls.max_upload_bytes} bytes",
+        }
+        schema["properties"] = {"file": file, **schema["properties"]}
+        schema["required"] = ["file", *schema.get("required", [])]
+        return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
+def submit_form(settings: Settings, pipelines: Sequence[str]) -> type[SubmitForm]:
+    """The submit form of a deployment: its pipelines, defaults and ``max_frames`` cap."""
+    registered = cast(Any, Literal)[tuple(pipelines)]
+    deployment: dict[str, Any] = {
+        # The default is checked too: an unregistered default_pipeline is
+        # "Pipeline not found", as for a client that names one.
+        "pipeline": (
+            Annotated[registered, BeforeValidator(_stripped)],
+            Field(
+                settings.default_pipeline,
+                validate_default=True,
+                description="A registered pipeline",
+            ),
+        ),
+        "frame_stride": (_FrameStride, settings.default_frame_stride),
+        "max_frames": (_MaxFrames, Field(None, le=settings.max_frames_limit)),
+    }
+    form = create_model("SubmitForm", __base__=SubmitForm, __module__=__name__, **deployment)
+    form.max_upload_bytes = settings.max_upload_bytes
+    return form
 
 
 class SubmitResponse(BaseModel):

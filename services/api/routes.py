@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import re
-import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -23,35 +21,25 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from services.api.deps import Backend, Caller, Config, MetricsDep, Pipelines
+from services.api.deps import Backend, Caller, Config, MetricsDep, SubmitFields
 from services.api.models import (
     ErrorResponse,
     JobList,
     ResultsResponse,
     StatusResponse,
+    SubmitForm,
     SubmitResponse,
 )
-from services.api.upload import ReceivedUpload, receive_upload
-from shared.backends import Backends
-from shared.errors import (
-    DependencyUnavailable,
-    InvalidParameter,
-    JobConflict,
-    JobNotFound,
-    PipelineNotFound,
-    ResultsNotReady,
-    TooManyJobs,
-)
-from shared.jobs import TERMINAL, Job, JobStatus, input_key
-from shared.settings import Settings
+from services.api.submission import SubmitRequest, mark_published, submit_job
+from shared.errors import InvalidParameter, JobConflict, JobNotFound, ResultsNotReady
+from shared.jobs import TERMINAL, Job, JobStatus
 
-__all__ = ["router"]
+__all__ = ["video_router"]
 
 log = logging.getLogger("videoq.api")
-router = APIRouter(prefix="/video", tags=["video"])
+#: Status, results, list and cancel; :func:`video_router` adds submit before them.
+_jobs = APIRouter()
 
-_MAX_TAG = 128
-_MAX_METADATA_BYTES = 2048
 _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,64}$")
 
 _401 = {"model": ErrorResponse, "description": "Missing or invalid API key"}
@@ -76,94 +64,67 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     },
     503: _503,
 }
-_SUBMIT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "pipeline": {"type": "string"},
-                        "frame_stride": {"type": "integer", "minimum": 1},
-                        "max_frames": {"type": "integer", "minimum": 1},
-                        "tag": {"type": "string", "maxLength": _MAX_TAG},
-                        "metadata": {
-                            "type": "string",
-                            "description": "A JSON object of strings, numbers or booleans (at most 2 KiB)",
-                        },
-                    },
-                }
-            }
-        },
-    }
-}
 
 
-def _int_field(fields: dict[str, str], name: str, *, default: int | None, upper: int) -> int | None:
-    raw = fields.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidParameter(f"{name} must be an integer") from None
-    if not 1 <= value <= upper:
-        raise InvalidParameter(f"{name} must be between 1 and {upper}")
-    return value
+def video_router(form: type[SubmitForm]) -> APIRouter:
+    """The ``/video`` routes; submit's request body is documented from ``form``
+    (the one the ``SubmitFields`` dependency gives the route)."""
+    video = APIRouter(prefix="/video", tags=["video"])
+    # Declared rather than decorated: the body's schema is the deployment's
+    # form, and the body is streamed, so no FastAPI Form() parameter reads it.
+    video.add_api_route(
+        "/submit",
+        submit,
+        methods=["POST"],
+        status_code=202,
+        response_model=SubmitResponse,
+        responses=_SUBMIT_ERRORS,
+        openapi_extra={"requestBody": form.openapi_body()},
+        summary="Upload an MP4 and start a job",
+    )
+    video.include_router(_jobs)
+    return video
 
 
-def _metadata(raw: str) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    if len(raw.encode()) > _MAX_METADATA_BYTES:
-        raise InvalidParameter(f"metadata must be at most {_MAX_METADATA_BYTES} bytes")
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise InvalidParameter("metadata must be a JSON object") from None
-    if not isinstance(value, dict) or not all(
-        isinstance(v, str | int | float | bool) and not isinstance(v, dict) for v in value.values()
-    ):
-        raise InvalidParameter("metadata must be a JSON object of strings, numbers or booleans")
-    return value
-
-
-def _tag(raw: str) -> str | None:
-    tag = raw.strip()
-    if not tag:
-        return None
-    if len(tag) > _MAX_TAG or not tag.isprintable():
-        raise InvalidParameter(f"tag must be at most {_MAX_TAG} printable characters")
-    return tag
-
-
-def _request(fields: dict[str, str], settings: Settings, pipelines: list[str]) -> dict[str, Any]:
-    """The submit's parameters, validated."""
-    pipeline = fields.get("pipeline", "").strip() or settings.default_pipeline
-    if pipeline not in pipelines:
-        raise PipelineNotFound(pipeline)
-    options = {
-        "frame_stride": _int_field(
-            fields, "frame_stride", default=settings.default_frame_stride, upper=1_000_000
+async def submit(
+    request: Request,
+    backends: Backend,
+    settings: Config,
+    form: SubmitFields,
+    metrics: MetricsDep,
+    caller: Caller,
+    content_type: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="Retry-safe submit: the same key and request give the same job",
+            json_schema_extra={"pattern": _IDEMPOTENCY_KEY.pattern},
         ),
-        "max_frames": _int_field(
-            fields, "max_frames", default=None, upper=settings.max_frames_limit
+    ] = None,
+) -> JSONResponse:
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+        raise InvalidParameter("Idempotency-Key must be 1 to 64 printable ASCII characters")
+    submitted = await submit_job(
+        SubmitRequest(
+            client_id=caller,
+            idempotency_key=idempotency_key,
+            content_type=content_type,
+            body=request.stream(),
         ),
-    }
-    return {
-        "pipeline": pipeline,
-        "options": options,
-        "tag": _tag(fields.get("tag", "")),
-        "metadata": _metadata(fields.get("metadata", "")),
-    }
-
-
-def _request_hash(params: dict[str, Any], received: ReceivedUpload) -> str:
-    text = json.dumps({**params, "file_sha256": received.sha256}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+        backends=backends,
+        settings=settings,
+        form=form,
+        metrics=metrics,
+    )
+    response = JSONResponse(
+        {"job_id": str(submitted.job_id)},
+        status_code=200 if submitted.replay else 202,
+        headers={"Location": str(request.url_for("status", job_id=str(submitted.job_id)))},
+    )
+    if submitted.published:
+        # Outbox bookkeeping the client does not wait for: after the 202.
+        response.background = BackgroundTask(mark_published, backends, submitted.job_id)
+    return response
 
 
 async def _own_job(backends: Backend, job_id: UUID, caller: str) -> Job:
@@ -173,154 +134,10 @@ async def _own_job(backends: Backend, job_id: UUID, caller: str) -> Job:
     return job
 
 
-def _accepted(request: Request, job_id: UUID, *, status_code: int) -> JSONResponse:
-    return JSONResponse(
-        {"job_id": str(job_id)},
-        status_code=status_code,
-        headers={"Location": str(request.url_for("status", job_id=str(job_id)))},
-    )
-
-
-@router.post(
-    "/submit",
-    status_code=202,
-    response_model=SubmitResponse,
-    responses=_SUBMIT_ERRORS,
-    openapi_extra=_SUBMIT_BODY,
-    summary="Upload an MP4 and start a job",
-)
-async def submit(
-    request: Request,
-    backends: Backend,
-    settings: Config,
-    pipelines: Pipelines,
-    metrics: MetricsDep,
-    caller: Caller,
-    content_type: Annotated[str | None, Header()] = None,
-    idempotency_key: Annotated[
-        str | None,
-        Header(description="Retry-safe submit: the same key and request give the same job"),
-    ] = None,
-) -> JSONResponse:
-    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
-        raise InvalidParameter("Idempotency-Key must be 1 to 64 printable ASCII characters")
-    await _check_in_flight(backends, settings, caller, idempotency_key)
-    job_id = uuid.uuid4()
-    key = input_key(job_id)
-    received = await receive_upload(
-        stream=request.stream(),
-        content_type=content_type,
-        store=backends.store,
-        key=key,
-        max_bytes=settings.max_upload_bytes,
-        digest=idempotency_key is not None,
-    )
-    assert received.upload is not None
-    try:
-        params = _request(received.fields, settings, pipelines)
-    except BaseException:
-        await received.upload.abort()
-        raise
-    await received.upload.complete()
-    request_hash = _request_hash(params, received) if idempotency_key else None
-    try:
-        job = await backends.repo.create(
-            job_id=job_id,
-            input_path=key,
-            input_bytes=received.size,
-            client_id=caller,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            **params,
-        )
-    except DependencyUnavailable:
-        found = await _created_anyway(backends, job_id, key)
-        if found is None:
-            raise
-        job = found
-    except BaseException:
-        await backends.store.delete(key)  # nothing left behind
-        raise
-    if job is None:  # the key was used before (or concurrently)
-        await backends.store.delete(key)
-        assert idempotency_key is not None
-        earlier = await backends.repo.by_idempotency_key(client_id=caller, key=idempotency_key)
-        if earlier is None or earlier.request_hash != request_hash:
-            raise JobConflict(
-                "Idempotency-Key was already used with different parameters or a different file"
-            )
-        return _accepted(request, earlier.job_id, status_code=200)
-    metrics.jobs_submitted.labels(job.pipeline).inc()
-    metrics.upload_bytes.inc(received.size)
-    log.info(
-        "job.submitted",
-        extra={
-            "job_id": str(job_id),
-            "pipeline": job.pipeline,
-            "bytes": received.size,
-            "client": caller,
-        },
-    )
-    try:
-        await backends.broker.publish_job(job_id)
-    except DependencyUnavailable as exc:
-        # The row is pending and unpublished: the janitor's outbox publishes it.
-        log.warning("job.publish_deferred", extra={"job_id": str(job_id), "error": str(exc)})
-        return _accepted(request, job_id, status_code=202)
-    response = _accepted(request, job_id, status_code=202)
-    # Outbox bookkeeping the client does not wait for: after the 202.
-    response.background = BackgroundTask(_mark_published, backends, job_id)
-    return response
-
-
-async def _created_anyway(backends: Backends, job_id: UUID, key: str) -> Job | None:
-    """The job, if its INSERT committed although ``create`` failed.
-
-    A timeout or a connection lost while the commit was under way leaves the
-    row in doubt. Found: go on with it (the client gets its 202). Not found:
-    remove the upload. Cannot tell: keep the upload, since deleting it would
-    doom a job that may exist (the outbox would publish it and the worker
-    fail it for a missing input); an orphan object is the smaller harm.
-    """
-    try:
-        job = await backends.repo.get(job_id)
-    except DependencyUnavailable:
-        log.warning("job.create_uncertain", extra={"job_id": str(job_id), "input": key})
-        return None
-    if job is None:
-        await backends.store.delete(key)
-    return job
-
-
-async def _check_in_flight(
-    backends: Backends, settings: Settings, caller: str, idempotency_key: str | None
-) -> None:
-    """Refuse the submit before reading the upload when the client is at its
-    limit; a retry of an earlier submit (its key is known) passes, so it can
-    get its job back."""
-    limit = settings.max_jobs_in_flight
-    if not limit or await backends.repo.count_in_flight(caller) < limit:
-        return
-    if idempotency_key is not None and await backends.repo.by_idempotency_key(
-        client_id=caller, key=idempotency_key
-    ):
-        return
-    raise TooManyJobs(limit)
-
-
-async def _mark_published(backends: Backends, job_id: UUID) -> None:
-    """Tell the outbox the job's message is confirmed. If the database is
-    away, the janitor publishes the job once more later (a harmless duplicate)."""
-    try:
-        await backends.repo.mark_published(job_id)
-    except DependencyUnavailable as exc:
-        log.warning("job.mark_published_failed", extra={"job_id": str(job_id), "error": str(exc)})
-
-
 JobId = Annotated[UUID, Path(description="The job id returned by submit")]
 
 
-@router.get(
+@_jobs.get(
     "/status/{job_id}",
     name="status",
     response_model=StatusResponse,
@@ -341,7 +158,7 @@ async def _with_job_fields(prefix: bytes, chunks: AsyncIterator[bytes]) -> Async
             yield chunk
 
 
-@router.get(
+@_jobs.get(
     "/results/{job_id}",
     response_model=ResultsResponse,
     responses={
@@ -411,7 +228,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise InvalidParameter("cursor is not one this API returned") from None
 
 
-@router.get(
+@_jobs.get(
     "/jobs",
     response_model=JobList,
     responses={
@@ -440,7 +257,7 @@ async def list_jobs(
     return JobList(jobs=[StatusResponse.of(j) for j in page], next_cursor=next_cursor)
 
 
-@router.delete(
+@_jobs.delete(
     "/jobs/{job_id}",
     response_model=StatusResponse,
     status_code=202,

@@ -3,7 +3,6 @@ consuming through short jobs, hands a waiting delivery back when the job in
 hand is long, and holds a delivery whose claim waits for the database."""
 
 import time
-import uuid
 
 import aio_pika
 import pytest
@@ -14,8 +13,9 @@ from services.worker.worker import Worker
 from shared.backends import Backends, open_backends
 from shared.broker import AmqpBroker
 from shared.errors import DependencyUnavailable
-from shared.jobs import JobStatus, input_key
+from shared.jobs import JobStatus
 from shared.metrics import Metrics
+from tests.support.submit import submit_video
 from tests.support.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration
@@ -61,21 +61,6 @@ class _DatabaseAwayForClaims:
         return await self._repo.claim(job_id, **kwargs)
 
 
-async def _submit(backends: Backends, sample_mp4, *, pipeline: str, max_frames: int) -> uuid.UUID:
-    """What the api does: store the input, create the row, publish."""
-    job_id = uuid.uuid4()
-    await backends.store.upload_file(input_key(job_id), sample_mp4, content_type="video/mp4")
-    await backends.repo.create(
-        job_id=job_id,
-        input_path=input_key(job_id),
-        pipeline=pipeline,
-        options={"frame_stride": 1, "max_frames": max_frames},
-        input_bytes=sample_mp4.stat().st_size,
-    )
-    await backends.broker.publish_job(job_id)
-    return job_id
-
-
 def _worker(settings, backends: Backends, name: str, *, repo=None, broker=None) -> Worker:
     """A worker on ``backends``, or on a ``repo`` / ``broker`` a test wraps."""
     return Worker(
@@ -98,7 +83,10 @@ async def test_a_busy_worker_hands_the_next_job_to_an_idle_one(settings, sample_
     try:
         await busy.start()
         # Two 3-second jobs; the busy worker receives both (it keeps consuming).
-        ids = [await _submit(first, sample_mp4, pipeline="slow", max_frames=6) for _ in range(2)]
+        ids = [
+            await submit_video(first, settings, sample_mp4, pipeline="slow", max_frames=6)
+            for _ in range(2)
+        ]
         await async_wait_until(
             lambda: _statuses(first, ids, JobStatus.RUNNING, 1), timeout=10, what="one running"
         )
@@ -123,7 +111,10 @@ async def test_a_worker_keeps_consuming_through_short_jobs(settings, sample_mp4)
     worker = _worker(settings, backends, "w", broker=broker)
     try:
         await worker.start()
-        ids = [await _submit(backends, sample_mp4, pipeline="noop", max_frames=2) for _ in range(8)]
+        ids = [
+            await submit_video(backends, settings, sample_mp4, pipeline="noop", max_frames=2)
+            for _ in range(8)
+        ]
         await async_wait_until(
             lambda: _statuses(backends, ids, JobStatus.COMPLETED, 8), timeout=30, what="all done"
         )
@@ -148,7 +139,7 @@ async def test_a_worker_waits_out_a_database_outage_with_the_message_in_hand(set
     worker = _worker(settings, backends, "w", repo=repo, broker=broker)
     try:
         await worker.start()
-        job_id = await _submit(backends, sample_mp4, pipeline="noop", max_frames=2)
+        job_id = await submit_video(backends, settings, sample_mp4, pipeline="noop", max_frames=2)
         await async_wait_until(
             lambda: _statuses(backends, [job_id], JobStatus.COMPLETED, 1),
             timeout=20,
@@ -173,7 +164,7 @@ async def test_a_stopping_worker_hands_back_at_once_a_message_waiting_for_the_da
     other = _worker(settings, backends, "other")
     try:
         await stuck.start()
-        job_id = await _submit(backends, sample_mp4, pipeline="noop", max_frames=2)
+        job_id = await submit_video(backends, settings, sample_mp4, pipeline="noop", max_frames=2)
 
         async def claims_tried() -> bool:
             return repo.tries >= 2
@@ -205,7 +196,7 @@ async def test_a_message_handed_back_often_is_published_afresh_before_its_delive
     repo = _DatabaseAwayForClaims(backends.repo, failures=1)
     worker = _worker(settings, backends, "w", repo=repo, broker=broker)
     try:
-        job_id = await _submit(backends, sample_mp4, pipeline="noop", max_frames=2)
+        job_id = await submit_video(backends, settings, sample_mp4, pipeline="noop", max_frames=2)
         # Other workers handed it back 4 times already (limit 10).
         connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
         async with connection:
@@ -252,8 +243,8 @@ async def test_a_paused_worker_consumes_again_after_a_job_that_ended_in_a_bug(
     backends = await open_backends(settings, app_id="w")
     worker = _worker(settings, backends, "w", repo=_OutcomeCannotBeRecorded(backends.repo))
     try:
-        long = await _submit(backends, sample_mp4, pipeline="slow", max_frames=3)
-        short = await _submit(backends, sample_mp4, pipeline="noop", max_frames=2)
+        long = await submit_video(backends, settings, sample_mp4, pipeline="slow", max_frames=3)
+        short = await submit_video(backends, settings, sample_mp4, pipeline="noop", max_frames=2)
         await worker.start()
         # The short job waits behind the long one, is handed back, and the
         # worker pauses; the long one's outcome then fails with a bug. The

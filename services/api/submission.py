@@ -1,0 +1,188 @@
+"""The submit use case: a streamed upload becomes a stored input, a pending
+job row and a published message.
+
+A refused submit leaves nothing behind (no object, no row). Once the row
+exists the job goes ahead whatever fails next: a publish that cannot go out
+is left to the janitor's outbox, and a row whose commit is in doubt is looked
+for before anything is deleted. The HTTP layer (``routes.submit``) only turns
+the outcome into a response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from uuid import UUID
+
+from services.api.models import SubmitForm
+from services.api.upload import ReceivedUpload, receive_upload
+from shared.backends import Backends
+from shared.errors import DependencyUnavailable, JobConflict, TooManyJobs
+from shared.jobs import Job, input_key
+from shared.metrics import Metrics
+from shared.settings import Settings
+
+__all__ = ["SubmitRequest", "Submitted", "mark_published", "submit_job"]
+
+log = logging.getLogger("videoq.api")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitRequest:
+    """A submit as the HTTP layer hands it over, its body still unread."""
+
+    #: The authenticated client the job will belong to.
+    client_id: str
+    #: A well-formed ``Idempotency-Key``, or ``None``.
+    idempotency_key: str | None
+    #: The request's ``Content-Type`` (``multipart/form-data`` with its boundary).
+    content_type: str | None
+    #: The request body, as it arrives.
+    body: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What became of an accepted submit."""
+
+    job_id: UUID
+    #: The same key and request came before: ``job_id`` is that earlier job.
+    replay: bool = False
+    #: The job's message went out; tell the outbox with :func:`mark_published`
+    #: (after answering: the client need not wait for it).
+    published: bool = False
+
+
+async def submit_job(
+    request: SubmitRequest,
+    *,
+    backends: Backends,
+    settings: Settings,
+    form: type[SubmitForm],
+    metrics: Metrics,
+) -> Submitted:
+    """Store the upload, validate its fields with ``form``, create the job and publish it.
+
+    Raises ``TooManyJobs`` before reading the body when the client is at its
+    in-flight limit, a ``RequestError`` for a bad upload or field, and
+    ``JobConflict`` for a key reused with another request; after any of these
+    nothing is stored. ``DependencyUnavailable`` when a backend is away
+    before the job exists.
+    """
+    client_id, key = request.client_id, request.idempotency_key
+    await _check_in_flight(backends, settings, client_id, key)
+    job_id = uuid.uuid4()
+    path = input_key(job_id)
+    received = await receive_upload(
+        stream=request.body,
+        content_type=request.content_type,
+        store=backends.store,
+        key=path,
+        max_bytes=settings.max_upload_bytes,
+        digest=key is not None,
+    )
+    assert received.upload is not None
+    try:
+        fields = form.parse(received.fields).job_fields()
+    except BaseException:
+        await received.upload.abort()
+        raise
+    await received.upload.complete()
+    request_hash = _request_hash(fields, received) if key else None
+    try:
+        job = await backends.repo.create(
+            job_id=job_id,
+            input_path=path,
+            input_bytes=received.size,
+            client_id=client_id,
+            idempotency_key=key,
+            request_hash=request_hash,
+            **fields,
+        )
+    except DependencyUnavailable:
+        found = await _created_anyway(backends, job_id, path)
+        if found is None:
+            raise
+        job = found
+    except BaseException:
+        await backends.store.delete(path)  # nothing left behind
+        raise
+    if job is None:  # the key was used before (or concurrently)
+        await backends.store.delete(path)
+        assert key is not None
+        earlier = await backends.repo.by_idempotency_key(client_id=client_id, key=key)
+        if earlier is None or earlier.request_hash != request_hash:
+            raise JobConflict(
+                "Idempotency-Key was already used with different parameters or a different file"
+            )
+        return Submitted(earlier.job_id, replay=True)
+    metrics.jobs_submitted.labels(job.pipeline).inc()
+    metrics.upload_bytes.inc(received.size)
+    log.info(
+        "job.submitted",
+        extra={
+            "job_id": str(job_id),
+            "pipeline": job.pipeline,
+            "bytes": received.size,
+            "client": client_id,
+        },
+    )
+    try:
+        await backends.broker.publish_job(job_id)
+    except DependencyUnavailable as exc:
+        # The row is pending and unpublished: the janitor's outbox publishes it.
+        log.warning("job.publish_deferred", extra={"job_id": str(job_id), "error": str(exc)})
+        return Submitted(job_id)
+    return Submitted(job_id, published=True)
+
+
+async def mark_published(backends: Backends, job_id: UUID) -> None:
+    """Tell the outbox the job's message is confirmed. If the database is
+    away, the janitor publishes the job once more later (a harmless duplicate)."""
+    try:
+        await backends.repo.mark_published(job_id)
+    except DependencyUnavailable as exc:
+        log.warning("job.mark_published_failed", extra={"job_id": str(job_id), "error": str(exc)})
+
+
+def _request_hash(fields: dict[str, object], received: ReceivedUpload) -> str:
+    """What tells a retry (same key, same request) from a reuse of the key."""
+    text = json.dumps({**fields, "file_sha256": received.sha256}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def _check_in_flight(
+    backends: Backends, settings: Settings, client_id: str, key: str | None
+) -> None:
+    """Refuse the submit before reading the upload when the client is at its
+    limit; a retry of an earlier submit (its key is known) passes, so it can
+    get its job back."""
+    limit = settings.max_jobs_in_flight
+    if not limit or await backends.repo.count_in_flight(client_id) < limit:
+        return
+    if key is not None and await backends.repo.by_idempotency_key(client_id=client_id, key=key):
+        return
+    raise TooManyJobs(limit)
+
+
+async def _created_anyway(backends: Backends, job_id: UUID, path: str) -> Job | None:
+    """The job, if its INSERT committed although ``create`` failed.
+
+    A timeout or a connection lost while the commit was under way leaves the
+    row in doubt. Found: go on with it (the client gets its 202). Not found:
+    remove the upload. Cannot tell: keep the upload, since deleting it would
+    doom a job that may exist (the outbox would publish it and the worker
+    fail it for a missing input); an orphan object is the smaller harm.
+    """
+    try:
+        job = await backends.repo.get(job_id)
+    except DependencyUnavailable:
+        log.warning("job.create_uncertain", extra={"job_id": str(job_id), "input": path})
+        return None
+    if job is None:
+        await backends.store.delete(path)
+    return job
