@@ -25,6 +25,7 @@ GROUPS: list[tuple[str, re.Pattern[str]]] = [
     (name, re.compile(pattern))
     for name, pattern in (
         ("api: submit route", r"\bsubmit \(.*services/api/routes\.py"),
+        ("api: submit use case", r"\bsubmit_job \(.*services/api/submission\.py"),
         (
             "api: receive_upload (multipart parse + S3 put)",
             r"receive_upload \(.*services/api/upload\.py",

@@ -187,10 +187,17 @@ WHATIFS = {
 
 
 def _api() -> None:
-    import services.api.main as main
-    import services.api.routes as routes
+    import importlib
 
-    wrap(routes, "receive_upload", "api: receive_upload (parse + S3 upload)")
+    import services.api.main as main
+
+    # Where the submit code calls it: submission.py, or routes.py in a
+    # --baseline revision from before the submit use case had its module.
+    try:
+        caller = importlib.import_module("services.api.submission")
+    except ModuleNotFoundError:
+        caller = importlib.import_module("services.api.routes")
+    wrap(caller, "receive_upload", "api: receive_upload (parse + S3 upload)")
     # The name ``services.api.main`` calls, in its own namespace.
     create_app = vars(main)["create_app"]
 

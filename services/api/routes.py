@@ -30,7 +30,8 @@ from services.api.models import (
     SubmitForm,
     SubmitResponse,
 )
-from services.api.submission import SubmitRequest, mark_published, submit_job
+from services.api.submission import SubmitRequest, submit_job
+from shared import outbox
 from shared.errors import InvalidParameter, JobConflict, JobNotFound, ResultsNotReady
 from shared.jobs import TERMINAL, Job, JobStatus
 
@@ -123,7 +124,9 @@ async def submit(
     )
     if submitted.published:
         # Outbox bookkeeping the client does not wait for: after the 202.
-        response.background = BackgroundTask(mark_published, backends, submitted.job_id)
+        response.background = BackgroundTask(
+            outbox.record_published, backends.repo, submitted.job_id
+        )
     return response
 
 

@@ -20,13 +20,14 @@ from uuid import UUID
 
 from services.api.models import SubmitForm
 from services.api.upload import ReceivedUpload, receive_upload
+from shared import outbox
 from shared.backends import Backends
 from shared.errors import DependencyUnavailable, JobConflict, TooManyJobs
 from shared.jobs import Job, input_key
 from shared.metrics import Metrics
 from shared.settings import Settings
 
-__all__ = ["SubmitRequest", "Submitted", "mark_published", "submit_job"]
+__all__ = ["SubmitRequest", "Submitted", "submit_job"]
 
 log = logging.getLogger("videoq.api")
 
@@ -52,7 +53,7 @@ class Submitted:
     job_id: UUID
     #: The same key and request came before: ``job_id`` is that earlier job.
     replay: bool = False
-    #: The job's message went out; tell the outbox with :func:`mark_published`
+    #: The job's message went out; record it with ``outbox.record_published``
     #: (after answering: the client need not wait for it).
     published: bool = False
 
@@ -131,22 +132,9 @@ async def submit_job(
             "client": client_id,
         },
     )
-    try:
-        await backends.broker.publish_job(job_id)
-    except DependencyUnavailable as exc:
-        # The row is pending and unpublished: the janitor's outbox publishes it.
-        log.warning("job.publish_deferred", extra={"job_id": str(job_id), "error": str(exc)})
-        return Submitted(job_id)
-    return Submitted(job_id, published=True)
-
-
-async def mark_published(backends: Backends, job_id: UUID) -> None:
-    """Tell the outbox the job's message is confirmed. If the database is
-    away, the janitor publishes the job once more later (a harmless duplicate)."""
-    try:
-        await backends.repo.mark_published(job_id)
-    except DependencyUnavailable as exc:
-        log.warning("job.mark_published_failed", extra={"job_id": str(job_id), "error": str(exc)})
+    # Recorded after the 202 (outbox.record_published): one database round
+    # trip less before the client hears back.
+    return Submitted(job_id, published=await outbox.publish(backends.broker, job_id))
 
 
 def _request_hash(fields: dict[str, object], received: ReceivedUpload) -> str:

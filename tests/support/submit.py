@@ -11,7 +11,8 @@ import httpx
 
 from services.api.auth import ANONYMOUS
 from services.api.models import submit_form
-from services.api.submission import SubmitRequest, mark_published, submit_job
+from services.api.submission import SubmitRequest, submit_job
+from shared import outbox
 from shared.backends import Backends
 from shared.metrics import Metrics
 from shared.pipeline import load_registry
@@ -43,5 +44,5 @@ async def submit_video(
         metrics=Metrics(),
     )
     if submitted.published:
-        await mark_published(backends, submitted.job_id)
+        await outbox.record_published(backends.repo, submitted.job_id)
     return submitted.job_id
