@@ -8,28 +8,14 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import pytest
 
-from services.worker.main import build_pipelines
-from services.worker.worker import Worker
+from services.worker.main import start as start_worker
 from shared.backends import Backends, open_backends
-from shared.jobs import JobStatus, input_key, results_key
+from shared.jobs import JobStatus, results_key
 from shared.metrics import Metrics
+from tests.support.submit import submit_video
 from tests.support.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration
-
-
-async def _submit(backends: Backends, sample_mp4, *, pipeline: str) -> uuid.UUID:
-    job_id = uuid.uuid4()
-    await backends.store.upload_file(input_key(job_id), sample_mp4, content_type="video/mp4")
-    await backends.repo.create(
-        job_id=job_id,
-        input_path=input_key(job_id),
-        pipeline=pipeline,
-        options={"frame_stride": 1, "max_frames": 10},
-        input_bytes=sample_mp4.stat().st_size,
-    )
-    await backends.broker.publish_job(job_id)
-    return job_id
 
 
 async def _close_connections(rabbitmq_api: str, vhost: str, connection_name: str) -> int:
@@ -64,18 +50,10 @@ async def test_a_job_in_hand_survives_its_worker_losing_the_broker_connection(
     vhost = unquote(urlsplit(settings.amqp_url.get_secret_value()).path.lstrip("/"))
     client = await open_backends(settings, app_id="client")
     backends = await open_backends(settings, app_id="worker-under-test")
-    worker = Worker(
-        settings=settings,
-        repo=backends.repo,
-        broker=backends.broker,
-        store=backends.store,
-        pipelines=build_pipelines(settings),
-        metrics=Metrics(),
-        worker_id="w",
-    )
+    # The worker as videoq-worker starts it.
+    stop_worker = await start_worker(settings, backends, Metrics())
     try:
-        await worker.start()
-        job_id = await _submit(client, sample_mp4, pipeline="slow")
+        job_id = await submit_video(client, settings, sample_mp4, pipeline="slow", max_frames=10)
         await async_wait_until(
             lambda: _status(client, job_id, JobStatus.RUNNING), timeout=15, what="job running"
         )
@@ -89,12 +67,12 @@ async def test_a_job_in_hand_survives_its_worker_losing_the_broker_connection(
         assert job is not None and job.attempts == 1  # one claim: never taken from it
         assert await client.store.size(results_key(job_id)) > 0
         # And the worker consumes again on the new connection.
-        after = await _submit(client, sample_mp4, pipeline="noop")
+        after = await submit_video(client, settings, sample_mp4, pipeline="noop")
         await async_wait_until(
             lambda: _status(client, after, JobStatus.COMPLETED), timeout=30, what="next job"
         )
     finally:
-        await worker.stop(grace_seconds=0)
+        await stop_worker()
         await backends.close()
         await client.close()
 
