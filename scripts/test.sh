@@ -9,6 +9,11 @@ VENV=.venv
 PATH="$PWD/$VENV/bin:$PATH"
 
 log() { printf '== %s\n' "$*"; }
+# What to undo when the run ends, however it ends.
+on_exit=()
+cleanup() { for step in "${on_exit[@]}"; do eval "$step"; done; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # --- system packages the tests use -------------------------------------------
 need_apt=()
@@ -62,7 +67,7 @@ fi
 
 # --- S3: a real S3-compatible server (rclone's, backed by files), for this run only --
 if [ -z "${VIDEOQ_TEST_S3_ENDPOINT:-}" ]; then
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     s3_data=$(mktemp -d "${TMPDIR:-/tmp}/videoq-test-s3.XXXXXX")
     mkdir -p var
     # The tests sign with these (tests/conftest.py); rclone rejects anything else.
@@ -71,7 +76,7 @@ if [ -z "${VIDEOQ_TEST_S3_ENDPOINT:-}" ]; then
     rclone serve s3 "$s3_data" --addr "127.0.0.1:$port" --etag-hash auto \
         --auth-key "$AWS_ACCESS_KEY_ID,$AWS_SECRET_ACCESS_KEY" >var/s3.log 2>&1 &
     s3_pid=$!
-    trap 'kill $s3_pid 2>/dev/null || true; rm -rf "$s3_data"' EXIT
+    on_exit+=("kill $s3_pid 2>/dev/null || true" "rm -rf '$s3_data'")
     for _ in $(seq 60); do curl -sS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break; sleep 0.5; done
     export VIDEOQ_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
 fi
@@ -104,5 +109,23 @@ if (($# == 0)); then
     timed containers bash scripts/containers.sh >var/containers.env.sh
     # shellcheck disable=SC1091
     source var/containers.env.sh
+
+    # RabbitMQ 4 beside this machine's 3.10: every integration test (each
+    # touches the broker, or runs beside it) against one 4.0 node.
+    rmq4="videoq-test-rabbitmq4-$$"
+    amqp4=$(free_port)
+    api4=$(free_port)
+    docker run --detach --rm --name "$rmq4" --env RABBITMQ_ERLANG_COOKIE=videoq-test \
+        --publish "127.0.0.1:$amqp4:5672" --publish "127.0.0.1:$api4:15672" \
+        "$VIDEOQ_TEST_RABBITMQ4_IMAGE" >/dev/null
+    on_exit+=("docker rm --force $rmq4 >/dev/null 2>&1 || true")
+    for _ in $(seq 120); do
+        curl -fsS -u guest:guest "http://127.0.0.1:$api4/api/overview" >/dev/null 2>&1 && break
+        sleep 1
+    done
+    VIDEOQ_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$amqp4/" \
+        VIDEOQ_TEST_RABBITMQ_API="http://guest:guest@127.0.0.1:$api4" \
+        timed "pytest: integration on RabbitMQ 4" pytest --no-cov -q tests/integration
+
     timed "pytest: cluster lane" pytest --no-cov tests/cluster
 fi

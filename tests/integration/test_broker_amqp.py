@@ -134,3 +134,14 @@ async def test_a_parking_lot_left_classic_by_an_older_version_stops_start_up_wit
         await AmqpBroker.connect(amqp_settings, app_id="videoq-test")
     assert amqp_settings.queue_dead in str(raised.value)
     assert "docs/runbook.md" in str(raised.value)
+
+
+async def test_a_parked_message_survives_any_number_of_looks(broker):
+    # Each look hands the message back, and a quorum queue counts returns
+    # toward its delivery limit (20 by default on RabbitMQ 4): an operator
+    # listing the parking lot must never make it drop what it holds.
+    job_id = str(uuid.uuid4())
+    await broker.park(build_payload(uuid.UUID(job_id)), reason="looked at", job_id=job_id)
+    for _ in range(25):
+        listed = await broker.dead_letters(limit=10)
+        assert [(d.job_id, d.reason) for d in listed] == [(job_id, "looked at")]
