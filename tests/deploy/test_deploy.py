@@ -260,7 +260,7 @@ def test_compose_validates_and_names_the_whole_stack(compose):
         "migrate",
         *SERVICES,
     }
-    assert compose["services"]["rabbitmq"]["image"].startswith("rabbitmq:3.13-management")
+    assert compose["services"]["rabbitmq"]["image"].startswith("rabbitmq:4.0-management")
     assert compose["services"]["postgres"]["image"] == "postgres:16"
     assert "minio/minio" in compose["services"]["minio"]["image"]
     assert "minio/mc" in compose["services"]["minio-setup"]["image"]
