@@ -96,7 +96,9 @@ timed governance python -m tools.governance
 # Coverage of shared/ and services/, also inside the processes the tests start
 # ([tool.coverage] in pyproject.toml). The floor holds for the whole suite
 # (`make test`); a run of a subset (any argument) reports but is not held to it.
-COVERAGE_FLOOR_PERCENT=0 # placeholder: the whole suite's total, measured on main
+# 94% measured on the whole suite (2026-12-02); one point below, for the
+# paths only a race takes (an outage landing mid-request).
+COVERAGE_FLOOR_PERCENT=93
 coverage=(--cov=shared --cov=services)
 if (($# == 0)); then coverage+=(--cov-fail-under="$COVERAGE_FLOOR_PERCENT"); fi
 timed pytest pytest "${coverage[@]}" "$@"
@@ -106,7 +108,7 @@ timed pytest pytest "${coverage[@]}" "$@"
 # the hash of their inputs), then a three-node RabbitMQ 4 cluster behind a
 # TCP balancer, with nodes killed under load.
 if (($# == 0)); then
-    timed containers bash scripts/containers.sh >var/containers.env.sh
+    timed containers bash -c 'bash scripts/containers.sh >var/containers.env.sh'
     # shellcheck disable=SC1091
     source var/containers.env.sh
 
