@@ -9,6 +9,7 @@ VENV=.venv
 PATH="$PWD/$VENV/bin:$PATH"
 
 log() { printf '== %s\n' "$*"; }
+mkdir -p var
 # What to undo when the run ends, however it ends.
 on_exit=()
 cleanup() { for step in "${on_exit[@]}"; do eval "$step"; done; }

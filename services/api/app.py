@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ from services.api.models import submit_form
 from services.api.observe import ObserveMiddleware
 from services.api.routes import video_router
 from shared.backends import Backends, open_backends
+from shared.errors import CannotStart
 from shared.metrics import CONTENT_TYPE, Metrics
 from shared.pipeline import load_registry
 from shared.settings import Settings
@@ -38,7 +40,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.backends = await opener()
+        try:
+            app.state.backends = await opener()
+        except CannotStart as exc:
+            # What waiting cannot cure: one line that says why (uvicorn exits).
+            logging.getLogger("videoq.api").error("api.start_failed", extra={"error": str(exc)})
+            raise
         try:
             yield
         finally:
