@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     default_pipeline: str = "basic"
     default_frame_stride: int = Field(default=1, ge=1)
     max_frames_limit: int = Field(default=100_000, ge=1)
+    #: A damaged video whose share of undecodable frames is larger than this
+    #: fails ("Unable to read video file"); up to it, what decodes is analysed.
+    max_undecodable_fraction: float = Field(default=0.5, ge=0, le=1)
 
     #: Topology names (what SREs see in the management UI).
     exchange_jobs: str = "videoq.jobs"

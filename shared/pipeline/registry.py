@@ -34,7 +34,9 @@ ENTRY_POINT_GROUP = "videoq.analyzers"
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 # Keys the service itself writes into the results document's summary: an
 # analyzer of one of these names would overwrite them.
-_RESERVED = frozenset({"frames_decoded", "frames_sampled", "frame_stride", "max_frames"})
+_RESERVED = frozenset(
+    {"frames_decoded", "frames_sampled", "frames_undecodable", "frame_stride", "max_frames"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from av.video.reformatter import VideoReformatter
 
-from shared.errors import JobInterrupted
+from shared.errors import JobInterrupted, VideoUnreadable
 from shared.pipeline.analyzer import Analyzer
 from shared.pipeline.document import ResultsWriter
 from shared.pipeline.errors import VideoLimitExceeded
@@ -45,6 +45,9 @@ class AnalysisSummary:
     frames_decoded: int
     #: Frames the pipeline analysed (entries in ``results``).
     frames_sampled: int
+    #: Frames the container holds (up to where decoding stopped) that did not
+    #: decode: packets the decoder refused or dropped as damaged.
+    frames_undecodable: int = 0
     #: Per-analyzer summaries, by analyzer name (as in the document's ``summary``).
     analyzers: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     #: Wall-clock seconds spent in ``analyze``.
@@ -57,6 +60,7 @@ class AnalysisSummary:
         return {
             "frames_decoded": self.frames_decoded,
             "frames_sampled": self.frames_sampled,
+            "frames_undecodable": self.frames_undecodable,
             "frame_stride": self.frame_stride,
             "max_frames": self.max_frames,
             **self.analyzers,
@@ -86,9 +90,12 @@ class VideoFilePipelineService:
         max_frames_limit: int = 100_000,
         max_duration_seconds: float | None = None,
         progress_interval: float = 2.0,
+        max_undecodable_fraction: float = 0.5,
     ) -> None:
         if max_width < 1 or max_height < 1 or max_frames_limit < 1:
             raise ValueError("limits must be positive")
+        if not 0 <= max_undecodable_fraction <= 1:
+            raise ValueError("max_undecodable_fraction must be between 0 and 1")
         if progress_interval <= 0:
             raise ValueError("progress_interval must be positive")
         self._registry = registry
@@ -97,16 +104,18 @@ class VideoFilePipelineService:
         self._max_frames_limit = max_frames_limit
         self._max_duration = max_duration_seconds
         self._progress_interval = progress_interval
+        self._max_undecodable = max_undecodable_fraction
 
     @classmethod
     def from_settings(
         cls, settings: Settings, *, registry: PipelineRegistry, **limits: Any
     ) -> VideoFilePipelineService:
-        """A service with the frame limit and progress interval from ``settings``."""
+        """A service with the frame limit, progress interval and damage tolerance from ``settings``."""
         return cls(
             registry=registry,
             max_frames_limit=settings.max_frames_limit,
             progress_interval=settings.progress_interval_seconds,
+            max_undecodable_fraction=settings.max_undecodable_fraction,
             **limits,
         )
 
@@ -137,8 +146,13 @@ class VideoFilePipelineService:
         sampled frame (and every 64th decoded frame, for large strides); when it
         returns true the job stops with ``JobInterrupted`` and writes nothing.
 
+        A damaged file is analysed as far as it decodes: frames FFmpeg
+        concealed carry ``"concealed": true`` in their entry, and frames it
+        could not decode are counted in ``frames_undecodable``.
+
         Raises ``PipelineNotFound`` (unknown pipeline), ``VideoUnreadable`` (not
-        a decodable MP4 with a video stream, including errors mid-decode),
+        an MP4 with a video stream, no frame decoded, or a larger share of
+        undecodable frames than ``max_undecodable_fraction``),
         ``VideoLimitExceeded`` (over a size, frame or duration limit),
         ``JobInterrupted``, ``ValueError`` (bad ``frame_stride``/``max_frames``),
         and whatever an analyzer raises (``AnalyzerUnavailable`` for a missing tool).
@@ -190,7 +204,14 @@ class VideoFilePipelineService:
                         av_frame, index=index, timestamp_s=timestamp, reformatter=reformatter
                     )
                     result = _run(analyzers, frame)
-                    writer.write({"frame_index": index, "timestamp_s": timestamp, "result": result})
+                    entry: dict[str, Any] = {
+                        "frame_index": index,
+                        "timestamp_s": timestamp,
+                        "result": result,
+                    }
+                    if av_frame.is_corrupt:
+                        entry["concealed"] = True
+                    writer.write(entry)
                     sampled += 1
                     if sampled >= cap:
                         break
@@ -200,6 +221,12 @@ class VideoFilePipelineService:
                         if now >= report_at:
                             report_at = now + self._progress_interval
                             on_progress(min(1.0, sampled / planned))
+                damage = video.damage()
+                if damage.fraction > self._max_undecodable:
+                    raise VideoUnreadable(
+                        f"{damage.frames_undecodable} of {damage.frames_read} frames could not"
+                        f" be decoded, more than the limit of {self._max_undecodable:g}"
+                    )
                 summaries = {}
                 for name, analyzer in analyzers:
                     part = analyzer.summary()
@@ -213,6 +240,7 @@ class VideoFilePipelineService:
                     max_frames=max_frames,
                     frames_decoded=decoded,
                     frames_sampled=sampled,
+                    frames_undecodable=damage.frames_undecodable,
                     analyzers=summaries,
                 )
                 output_bytes = writer.finish(summary.document_summary())

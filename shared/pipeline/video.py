@@ -6,7 +6,11 @@ enough: a file truncated after a front-placed ``moov`` opens and fails only
 mid-decode, an audio-only MP4 opens with no video stream, and a Matroska file
 renamed ``.mp4`` opens fine. So the top-level ISO-BMFF boxes are walked first
 (they must tile the file exactly and include ``moov``), the video stream is
-checked for, and decode errors are translated as they happen.
+checked for, and the stream must decode.
+
+Damage inside the media data (bit rot, a flaky camera) is not fatal: FFmpeg
+conceals what it can, a packet it refuses is counted as an undecodable frame,
+and decoding goes on. :meth:`OpenVideo.damage` says how much was lost.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import av.error
 
 from shared.errors import VideoUnreadable
 
-__all__ = ["OpenVideo", "VideoInfo", "check_iso_bmff", "open_video"]
+__all__ = ["Damage", "OpenVideo", "VideoInfo", "check_iso_bmff", "open_video"]
 
 # A file with more top-level boxes than this is refused (a fragmented MP4 of
 # several hours has a few tens of thousands).
@@ -93,6 +97,20 @@ def check_iso_bmff(path: Path) -> None:
         raise VideoUnreadable("no 'moov' box: the file's index is missing")
 
 
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """What decoding lost: frames the container holds that did not decode."""
+
+    #: Video packets (one per frame) read from the container.
+    frames_read: int
+    #: Of those, frames the decoder refused or dropped.
+    frames_undecodable: int
+
+    @property
+    def fraction(self) -> float:
+        return self.frames_undecodable / self.frames_read if self.frames_read else 0.0
+
+
 class OpenVideo:
     """An open container and its first video stream; use as a context manager."""
 
@@ -100,6 +118,9 @@ class OpenVideo:
         self._container = container
         self.stream = stream
         self.info = info
+        self._packets = 0
+        self._decoded = 0
+        self._drained = False
 
     def __enter__(self) -> OpenVideo:
         return self
@@ -111,20 +132,54 @@ class OpenVideo:
         self._container.close()
 
     def frames(self) -> Iterator[av.VideoFrame]:
-        """Decoded frames in output order; a decode error raises ``VideoUnreadable``."""
-        decoder = self._container.decode(self.stream)
-        decoded = 0
+        """Decoded frames in output order, concealed ones included (``frame.is_corrupt``).
+
+        A packet the decoder refuses is skipped and counted (see :meth:`damage`);
+        an error reading the container raises ``VideoUnreadable``.
+        """
+        demuxer = self._container.demux(self.stream)
         while True:
             try:
-                frame = next(decoder)
+                packet = next(demuxer)
             except StopIteration:
                 break
             except av.error.FFmpegError as exc:
-                raise VideoUnreadable(f"decoding failed after {decoded} frames: {exc}") from None
-            decoded += 1
-            yield frame
-        if decoded == 0:
-            raise VideoUnreadable("the video stream has no decodable frames")
+                raise VideoUnreadable(
+                    f"reading the container failed after {self._packets} packets: {exc}"
+                ) from None
+            if packet.size:
+                self._packets += 1
+            yield from self._decode(packet)  # the last, empty packet drains the decoder
+        self._drained = True
+
+    def damage(self) -> Damage:
+        """Frames lost so far; raises ``VideoUnreadable`` if not one frame decoded.
+
+        If decoding stopped early, the decoder is drained first, so the frames
+        still in flight (its threads, B-frame reordering) are not counted lost.
+        """
+        if not self._drained:
+            self._drained = True
+            for _ in self._decode(None):
+                pass
+        if self._decoded == 0:
+            raise VideoUnreadable(f"no frame could be decoded ({self._packets} packets read)")
+        return Damage(
+            frames_read=self._packets,
+            frames_undecodable=max(0, self._packets - self._decoded),
+        )
+
+    def _decode(self, packet: av.Packet[av.VideoStream] | None) -> Iterator[av.VideoFrame]:
+        try:
+            frames = self.stream.codec_context.decode(packet)
+        except av.error.FFmpegError:
+            # The decoder refused this packet (or one in flight on another
+            # thread): its frame is lost; the count of frames out shows it.
+            return
+        # Counted as they come out of the decoder, whether or not the caller
+        # goes on to take them all.
+        self._decoded += len(frames)
+        yield from frames
 
 
 def open_video(path: Path) -> OpenVideo:

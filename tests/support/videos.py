@@ -6,6 +6,7 @@ of ``1/fps``, so frame ``i`` has ``pts == i`` and a timestamp of exactly ``i / f
 
 from __future__ import annotations
 
+import random
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
@@ -20,6 +21,7 @@ __all__ = [
     "RGB",
     "Image",
     "face_image",
+    "flip_bytes",
     "make_audio_only_mp4",
     "make_mkv",
     "make_mp4",
@@ -202,6 +204,22 @@ def truncate(path: Path, *, keep: float | int, out: Path | None = None) -> Path:
     n = keep if isinstance(keep, int) else int(len(data) * keep)
     target = out or path
     target.write_bytes(data[:n])
+    return target
+
+
+def flip_bytes(path: Path, count: int, *, seed: int = 0, out: Path | None = None) -> Path:
+    """Copy of the MP4 with one bit flipped in each of ``count`` bytes of its ``mdat``.
+
+    Bit rot in the media data: the boxes still tile the file and ``moov`` is
+    intact. The same ``seed`` picks the same bytes and bits.
+    """
+    data = bytearray(path.read_bytes())
+    (_, offset, size) = next(box for box in top_level_boxes(path) if box[0] == "mdat")
+    rng = random.Random(seed)
+    for position in rng.sample(range(offset + 8, offset + size), count):
+        data[position] ^= 1 << rng.randrange(8)
+    target = out or path
+    target.write_bytes(bytes(data))
     return target
 
 
