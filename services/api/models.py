@@ -272,6 +272,10 @@ class FrameResult(BaseModel):
     frame_index: int
     timestamp_s: float
     result: dict[str, Any]
+    #: Present (true) only where the decoder concealed damage in this frame.
+    concealed: bool = Field(
+        default=False, description="The decoder concealed damage in this frame (bit rot)"
+    )
 
 
 class Page(BaseModel):
