@@ -1,29 +1,26 @@
 """The analyzers and pipelines every registry starts with.
 
-Plain data: :func:`shared.pipeline.registry.load_registry` registers it, so
-this module imports the analyzers and nothing of the registry.
+Plain data: :func:`shared.pipeline.registry.load_registry` registers it. The
+analyzers are named by import path (``"module:attribute"``), not imported:
+their modules need the video stack (OpenCV, NumPy), which only the worker
+image carries, while the api needs the names alone (for its submit form).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from shared.pipeline.analyzer import AnalyzerFactory
-from shared.pipeline.analyzers.basic import BasicAnalyzer
-from shared.pipeline.analyzers.dhash import DHashAnalyzer
-from shared.pipeline.analyzers.faces import FaceAnalyzer
-from shared.pipeline.analyzers.ocr import OcrAnalyzer
-from shared.pipeline.analyzers.scene import SceneAnalyzer
-
 __all__ = ["BUILTIN_ANALYZERS", "BUILTIN_PIPELINES"]
 
-#: The built-in analyzer factories, by name.
-BUILTIN_ANALYZERS: Mapping[str, AnalyzerFactory] = {
-    "basic": BasicAnalyzer,
-    "scene": SceneAnalyzer,
-    "faces": FaceAnalyzer,
-    "dhash": DHashAnalyzer,
-    "ocr": OcrAnalyzer,
+_ANALYZERS = "shared.pipeline.analyzers"
+
+#: The built-in analyzer factories, by name, as ``"module:attribute"`` paths.
+BUILTIN_ANALYZERS: Mapping[str, str] = {
+    "basic": f"{_ANALYZERS}.basic:BasicAnalyzer",
+    "scene": f"{_ANALYZERS}.scene:SceneAnalyzer",
+    "faces": f"{_ANALYZERS}.faces:FaceAnalyzer",
+    "dhash": f"{_ANALYZERS}.dhash:DHashAnalyzer",
+    "ocr": f"{_ANALYZERS}.ocr:OcrAnalyzer",
 }
 
 #: The built-in pipelines and their analyzers, in order.

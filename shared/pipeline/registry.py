@@ -4,7 +4,9 @@ A registry is built once per process by :func:`load_registry` from three
 sources, in this order (a later one may add to, but not silently replace, an
 earlier one):
 
-1. the built-in analyzers and pipelines (``shared.pipeline.builtin``);
+1. the built-in analyzers and pipelines (``shared.pipeline.builtin``), whose
+   modules are imported when a job first creates the analyzer, not before: so
+   a process that needs only the names (the api) runs without the video stack;
 2. Python entry points in the group ``videoq.analyzers``: each entry point's
    name is an analyzer name and its object an analyzer factory; each such
    analyzer also gets a one-analyzer pipeline of the same name;
@@ -15,16 +17,20 @@ earlier one):
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import PipelineNotFound
-from shared.pipeline.analyzer import Analyzer, AnalyzerFactory
 from shared.pipeline.builtin import BUILTIN_ANALYZERS, BUILTIN_PIPELINES
 from shared.pipeline.errors import PluginError
+
+if TYPE_CHECKING:
+    # Types only: the analyzer interface imports the frame, and so the video stack.
+    from shared.pipeline.analyzer import Analyzer, AnalyzerFactory
 
 __all__ = ["ENTRY_POINT_GROUP", "Pipeline", "PipelineRegistry", "load_registry"]
 
@@ -58,6 +64,17 @@ class Pipeline:
                 analyzer.close()
             raise
         return created
+
+
+@dataclass(frozen=True, slots=True)
+class _Deferred:
+    """An analyzer factory named by ``"module:attribute"``, imported on first use."""
+
+    path: str
+
+    def __call__(self) -> Analyzer:
+        factory: AnalyzerFactory = pkgutil.resolve_name(self.path)
+        return factory()
 
 
 class PipelineRegistry:
@@ -139,8 +156,8 @@ def load_registry(
     ``PluginError`` when an entry point or plugin cannot be loaded or registered.
     """
     registry = PipelineRegistry()
-    for name, factory in BUILTIN_ANALYZERS.items():
-        registry.register_analyzer(name, factory)
+    for name, path in BUILTIN_ANALYZERS.items():
+        registry.register_analyzer(name, _Deferred(path))
     for name, analyzer_names in BUILTIN_PIPELINES.items():
         registry.register_pipeline(name, analyzer_names)
     if entry_point_group is not None:

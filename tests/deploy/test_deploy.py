@@ -184,7 +184,9 @@ def test_final_images_carry_no_build_tools_and_the_worker_carries_tesseract():
             if instruction == "RUN":
                 assert not tools.search(args), f"{target}: {args}"
             if instruction == "COPY" and "--from=" in args:
-                assert "--from=build /opt/venv /opt/venv" in args, "only the venv is copied"
+                # Only the venv is copied: the worker's has the video stack, the others' not.
+                venv = "build-video" if target == "worker" else "build"
+                assert f"--from={venv} /opt/venv /opt/venv" in args, "only the venv is copied"
     runs = " ".join(a for i, a in _effective(stages, "worker") if i == "RUN")
     assert "tesseract-ocr" in runs
     assert "rm -rf /var/lib/apt/lists/*" in runs
