@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -249,12 +249,15 @@ class AmqpBroker:
         with _unavailable():
             self._consumer_tag = await queue.consume(on_message)
 
-    async def _settle(self, message: AbstractIncomingMessage, settling: Any, how: str) -> None:
-        """Ack or return ``message``; if its channel is gone, the broker has
-        taken it back already and will deliver it again: nothing to do."""
+    async def _settle(
+        self, message: AbstractIncomingMessage, settling: Awaitable[None], how: str
+    ) -> None:
+        """Ack or return ``message``; if its channel is gone (aio-pika's
+        ChannelInvalidStateError, a RuntimeError), the broker has taken it
+        back already and will deliver it again: nothing to do."""
         try:
             await settling
-        except (*_FAILURES, aio_pika.exceptions.ChannelInvalidStateError) as exc:
+        except _FAILURES as exc:
             log.warning(
                 "message.settle_skipped",
                 extra={"job_id": message.message_id, "settle": how, "error": type(exc).__name__},
