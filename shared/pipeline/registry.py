@@ -16,7 +16,6 @@ earlier one):
 
 from __future__ import annotations
 
-import importlib
 import pkgutil
 import re
 from collections.abc import Iterable, Sequence
@@ -185,10 +184,9 @@ def _resolve(spec: str) -> Any:
     if not sep or not module_name or not attr:
         raise PluginError(f"plugin {spec!r}: expected 'module:function'")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
+        # The same resolution as a built-in analyzer's path (_Deferred).
+        obj: Any = pkgutil.resolve_name(spec)
+    except (ImportError, AttributeError, ValueError) as exc:
         raise PluginError(f"plugin {spec!r} cannot be loaded: {exc}") from exc
     if not callable(obj):
         raise PluginError(f"plugin {spec!r} is not callable")
