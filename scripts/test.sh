@@ -109,9 +109,10 @@ timed pytest pytest "${coverage[@]}" "$@"
 # the hash of their inputs), then a three-node RabbitMQ 4 cluster behind a
 # TCP balancer, with nodes killed under load.
 if (($# == 0)); then
-    timed containers bash -c 'bash scripts/containers.sh >var/containers.env.sh'
+    # It writes its `export VIDEOQ_TEST_RABBITMQ4_IMAGE=...` to var/containers.env too.
+    timed containers bash -c 'bash scripts/containers.sh >/dev/null'
     # shellcheck disable=SC1091
-    source var/containers.env.sh
+    source var/containers.env
 
     # RabbitMQ 4 beside this machine's 3.10: every integration test (each
     # touches the broker, or runs beside it) against one 4.0 node.
