@@ -145,6 +145,14 @@ for line in "${builds[@]}"; do
     took "$image" "$step"
 done
 took "project images" "$started"
+# Only the current tag of each is kept: every change of the context makes new
+# images, and the old ones would fill the disk (their layers stay cached while
+# the current images share them).
+for line in "${builds[@]}"; do
+    image=$(cut -f2 <<<"$line")
+    docker image ls --format '{{.Repository}}:{{.Tag}}' "${image%:*}" | grep -F ":ci-" \
+        | grep -vxF "$image" | xargs -r docker image rm >/dev/null || true
+done
 log "image sizes:"
 {
     for line in "${builds[@]}"; do cut -f2 <<<"$line"; done

@@ -132,7 +132,7 @@ def test_the_management_api_shows_the_topology_of_the_code(compose_stack: Compos
     for exchange in topology.exchanges:
         shown = exchanges.get(exchange.name)
         assert shown is not None, f"{exchange.name} missing"
-        assert (shown["type"], shown["durable"]) == (exchange.kind, True)
+        assert (shown["type"], shown["durable"]) == (exchange.type, True)
     shown_bindings = {
         (b["source"], b["destination"], b["routing_key"]) for b in bindings if b["source"]
     }
