@@ -90,10 +90,64 @@ def test_the_smoke_test_passes_against_the_compose_api(compose_stack: ComposeSta
 
 def test_the_api_is_published_on_loopback_only(compose_stack: ComposeStack) -> None:
     (api,) = compose_stack.containers("api")
-    bindings = compose_stack.inspect(api)["HostConfig"]["PortBindings"]  # type: ignore[index]
+    bindings = compose_stack.inspect(api)["HostConfig"]["PortBindings"]
     assert bindings == {
         "8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": compose_stack.env["API_HOST_PORT"]}]
     }
+
+
+# ---- PostgreSQL and S3: what compose's init steps made ------------------------------
+
+
+def _psql(stack: ComposeStack, url: str, sql: str) -> subprocess.CompletedProcess[str]:
+    """Run ``sql`` over TCP inside the postgres container, as ``url`` says."""
+    argv = [*stack.compose_argv(), "exec", "-T", "postgres", "psql", url, "-Atc", sql]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_postgres_has_the_roles_of_the_init_script(compose_stack: ComposeStack) -> None:
+    env = compose_stack.env
+    superuser = f"postgresql://postgres:{env['POSTGRES_PASSWORD']}@127.0.0.1/videoq"
+    app = f"postgresql://videoq_app:{env['VIDEOQ_DB_APP_PASSWORD']}@127.0.0.1/videoq"
+    wrong = f"postgresql://postgres:not-{env['POSTGRES_PASSWORD']}@127.0.0.1/videoq"
+
+    owner = _psql(
+        compose_stack,
+        superuser,
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'videoq'",
+    )
+    assert (owner.returncode, owner.stdout.strip()) == (0, "videoq_owner"), owner.stderr
+    refused = _psql(compose_stack, wrong, "SELECT 1")
+    assert refused.returncode != 0 and "password authentication failed" in refused.stderr
+    # The services' role reads and writes the rows the migrations made, and no more.
+    jobs = _psql(compose_stack, app, "SELECT count(*) FROM jobs")
+    assert jobs.returncode == 0 and jobs.stdout.strip().isdigit(), jobs.stderr
+    ddl = _psql(compose_stack, app, "CREATE TABLE intruder (id int)")
+    assert ddl.returncode != 0 and "permission denied" in ddl.stderr
+
+
+def _s3_list(stack: ComposeStack, secret: str, path: str) -> subprocess.CompletedProcess[str]:
+    """``rclone lsf`` with videoq's access key, inside the S3 container."""
+    env = {
+        "RCLONE_CONFIG_S3_TYPE": "s3",
+        "RCLONE_CONFIG_S3_PROVIDER": "Other",
+        "RCLONE_CONFIG_S3_ENDPOINT": "http://127.0.0.1:9000",
+        "RCLONE_CONFIG_S3_ACCESS_KEY_ID": stack.env["VIDEOQ_S3_ACCESS_KEY"],
+        "RCLONE_CONFIG_S3_SECRET_ACCESS_KEY": secret,
+    }
+    options = [part for name, value in env.items() for part in ("-e", f"{name}={value}")]
+    argv = [*stack.compose_argv(), "exec", "-T", *options, "minio"]
+    argv += ["rclone", "lsf", "--retries", "1", "--low-level-retries", "1", f"s3:{path}"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_bucket_is_there_under_videoqs_keys_only(compose_stack: ComposeStack) -> None:
+    secret = compose_stack.env["VIDEOQ_S3_SECRET_KEY"]
+    buckets = _s3_list(compose_stack, secret, "")
+    assert (buckets.returncode, buckets.stdout.split()) == (0, ["videoq/"]), buckets.stderr
+    assert _s3_list(compose_stack, secret, "videoq/").returncode == 0
+    refused = _s3_list(compose_stack, "not-" + secret, "")
+    assert refused.returncode != 0
 
 
 # ---- RabbitMQ: topology and least privilege -------------------------------------
@@ -225,7 +279,7 @@ def test_compose_stop_hands_the_job_back_and_the_worker_exits_zero(
 
         for worker in workers:
             state = compose_stack.inspect(worker)["State"]
-            assert (state["Status"], state["ExitCode"]) == ("exited", 0), worker  # type: ignore[index]
+            assert (state["Status"], state["ExitCode"]) == ("exited", 0), worker
         handed = client.status(job_id)
         assert (handed["status"], handed["attempts"]) == ("pending", 0), handed
         assert '"job.released"' in compose_stack.logs(holder)
@@ -254,7 +308,7 @@ def test_a_killed_worker_leaves_its_job_to_the_janitor_and_it_completes_once(
         final = client.wait(job_id, timeout=300)
         assert (final["status"], final["attempts"]) == ("completed", 2), final
         assert len(client.results(job_id)["results"]) == 20
-    assert compose_stack.inspect(holder)["State"]["ExitCode"] == 137  # type: ignore[index]
+    assert compose_stack.inspect(holder)["State"]["ExitCode"] == 137
     requeued = [
         line
         for line in compose_stack.service_logs("janitor").splitlines()

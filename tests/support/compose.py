@@ -45,12 +45,16 @@ class ComposeStack:
     env_file: Path
     env: dict[str, str] = field(default_factory=dict)
 
-    def run(self, *args: str, timeout: float = 120, check: bool = True) -> str:
+    def compose_argv(self) -> list[str]:
+        """The compose command for this project, files and env file included."""
         argv = [*self.compose, "--project-name", self.project, "--env-file", str(self.env_file)]
         for file in FILES:
             argv += ["-f", str(file)]
+        return argv
+
+    def run(self, *args: str, timeout: float = 120, check: bool = True) -> str:
         done = subprocess.run(
-            [*argv, *args],
+            [*self.compose_argv(), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
