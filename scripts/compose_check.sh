@@ -66,6 +66,20 @@ else
 fi
 log "using $("${COMPOSE[@]}" version)"
 
+# A run that was killed (SIGKILL, a lost machine session) could not take its
+# project down: take down those whose script is gone, volumes and all.
+"${COMPOSE[@]}" ls --all --format json | python3 -c '
+import json, sys
+for project in json.load(sys.stdin) or []:
+    print(project["Name"])
+' | while read -r project; do
+    pid=${project#videoq-ci-}
+    if [ "$pid" != "$project" ] && ! kill -0 "$pid" 2>/dev/null; then
+        log "taking down $project, left over by a run that ended without doing so"
+        "${COMPOSE[@]}" --project-name "$project" down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1 || true
+    fi
+done
+
 # --- this run's settings: random secrets, free ports ------------------------------------
 # The stand-ins, named for the override file.
 export VIDEOQ_STANDIN_RABBITMQ_IMAGE=$VIDEOQ_TEST_RABBITMQ4_IMAGE
