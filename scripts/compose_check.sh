@@ -49,7 +49,9 @@ else
         apt_dir=$(mktemp -d)
         trap 'rm -rf "$apt_dir"' EXIT
         mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+        # The mirror the machine uses (as scripts/containers.sh does).
+        mirror=$(awk '$1 == "URIs:" { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror:-http://deb.debian.org/debian} trixie main" \
             >"$apt_dir/sources.list"
         apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
             -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
