@@ -51,55 +51,91 @@ if ! engine_up; then
 fi
 took "engine" "$started"
 
-# --- the base: Debian trixie, minimal, trusting this machine's CA bundle ------------
+# --- the bases: minimal Debian, trusting this machine's CA bundle -------------------
 # Containers reach the package mirror only through this machine's TLS
 # interception, so the stand-ins (never the images we ship) carry its CA.
-SUITE=trixie
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 MIRROR=$(awk '$1 == "URIs:" { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-base_tag="videoq-standin/debian:$SUITE-$(
-    printf 'recipe 1\nsuite %s\nvariant minbase\nmirror %s\nca %s\n' \
-        "$SUITE" "$MIRROR" "$(sha256sum <"$CA_BUNDLE")" | digest
-)"
 
-rootfs="$ROOT/var/standins/rootfs-$SUITE"
+rootfs=""
 remove_rootfs() {
     # A failed debootstrap can leave /proc or /sys mounted inside: unmount
     # first, and never cross into another file system while deleting.
-    if [ -d "$rootfs" ]; then
+    if [ -n "$rootfs" ] && [ -d "$rootfs" ]; then
         findmnt -rn -o TARGET | grep -F "$rootfs/" | sort -r | xargs -r umount -l || true
         rm -rf --one-file-system "$rootfs"
     fi
 }
 
-started=$(now)
-if docker image inspect "$base_tag" >/dev/null 2>&1; then
-    log "base $base_tag: cached"
-else
-    log "base $base_tag: debootstrap $SUITE from $MIRROR (log: var/standins/debootstrap.log)"
-    trap remove_rootfs EXIT
-    remove_rootfs
-    debootstrap --variant=minbase "$SUITE" "$rootfs" "$MIRROR" >var/standins/debootstrap.log 2>&1 \
-        || { tail -20 var/standins/debootstrap.log >&2; die "debootstrap failed"; }
-    install -D -m 0644 "$CA_BUNDLE" "$rootfs/etc/ssl/certs/ca-certificates.crt"
-    # Kept there too: installing ca-certificates later rebuilds the bundle.
-    install -D -m 0644 "$CA_BUNDLE" "$rootfs/usr/local/share/ca-certificates/build-host.crt"
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    tar -C "$rootfs" -c . | docker import --change 'CMD ["/bin/bash"]' - "$base_tag" >/dev/null
-    remove_rootfs
-    trap - EXIT
-fi
-took "base image" "$started"
+# debian_base TAG_PREFIX SUITE INCLUDE TRIM [DOCKER_IMPORT_CHANGE...]: a
+# debootstrap of SUITE (minbase, plus the comma-separated INCLUDE packages),
+# imported as TAG_PREFIX-<hash of the recipe>; TRIM=1 drops the docs, man pages
+# and locales, as the official slim images do. Sets $base to the tag.
+debian_base() {
+    local prefix=$1 suite=$2 include=$3 trim=$4 started
+    shift 4
+    # (A plain base hashes as recipe 1 did, so the images built on it stay cached.)
+    base="$prefix-$(
+        {
+            printf 'recipe 1\nsuite %s\nvariant minbase\nmirror %s\nca %s\n' \
+                "$suite" "$MIRROR" "$(sha256sum <"$CA_BUNDLE")"
+            if [ -n "$include$*" ] || [ "$trim" != 0 ]; then
+                printf 'include %s\ntrim %s\nchanges %s\n' "$include" "$trim" "$*"
+            fi
+        } | digest
+    )"
+    started=$(now)
+    if docker image inspect "$base" >/dev/null 2>&1; then
+        log "base $base: cached"
+    else
+        rootfs="$ROOT/var/standins/rootfs-$suite"
+        log "base $base: debootstrap $suite from $MIRROR (log: var/standins/debootstrap-$suite.log)"
+        trap remove_rootfs EXIT
+        remove_rootfs
+        debootstrap --variant=minbase ${include:+--include="$include"} "$suite" "$rootfs" "$MIRROR" \
+            >"var/standins/debootstrap-$suite.log" 2>&1 \
+            || { tail -20 "var/standins/debootstrap-$suite.log" >&2; die "debootstrap failed"; }
+        install -D -m 0644 "$CA_BUNDLE" "$rootfs/etc/ssl/certs/ca-certificates.crt"
+        # Kept there too: installing ca-certificates later rebuilds the bundle.
+        install -D -m 0644 "$CA_BUNDLE" "$rootfs/usr/local/share/ca-certificates/build-host.crt"
+        rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+        if [ "$trim" = 1 ]; then
+            rm -rf "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
+                "$rootfs"/usr/share/locale/* "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/log/*.log
+        fi
+        local changes=(--change 'CMD ["/bin/bash"]')
+        for change in "$@"; do changes+=(--change "$change"); done
+        tar -C "$rootfs" -c . | docker import "${changes[@]}" - "$base" >/dev/null
+        remove_rootfs
+        trap - EXIT
+    fi
+    took "base $base" "$started"
+}
+
+debian_base videoq-standin/debian:trixie trixie "" 0
+base_tag=$base
+
+# The stand-in for python:3.11-slim-bookworm (what the Dockerfile and compose's
+# one-shot rabbitmq-definitions start from): Debian bookworm's Python 3.11 with
+# venv and pip's wheel, trimmed. Also tagged under the official name, so the
+# Dockerfile builds unchanged.
+debian_base videoq-standin/python:3.11-slim-bookworm bookworm \
+    python3,python3-venv,python-is-python3,ca-certificates 1 \
+    'ENV LANG=C.UTF-8' 'CMD ["python3"]'
+python_tag=$base
+docker tag "$python_tag" python:3.11-slim-bookworm
 
 # --- stand-ins ---------------------------------------------------------------------
-# build NAME CONTEXT: build CONTEXT's Dockerfile FROM the base, tagged by a hash
-# of the base's tag and every file in CONTEXT; print the tag.
+# build NAME CONTEXT: build CONTEXT's Dockerfile FROM the base (build argument
+# BASE; PYTHON_BASE names the Python stand-in, for a stage that needs pip),
+# tagged by a hash of both bases' tags and every file in CONTEXT; print the tag.
 build() {
     local name=$1 context=$2 tag started
     tag="videoq-standin/$name-$(
         {
             echo "$base_tag"
+            if grep -q PYTHON_BASE "$context/Dockerfile"; then echo "$python_tag"; fi
             (cd "$context" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
         } | digest
     )"
@@ -109,7 +145,8 @@ build() {
     else
         log "$tag: building (log: var/standins/${name%%:*}.log)"
         # The legacy builder: BuildKit would try to pull its frontend.
-        DOCKER_BUILDKIT=0 docker build --build-arg "BASE=$base_tag" -t "$tag" "$context" \
+        DOCKER_BUILDKIT=0 docker build --build-arg "BASE=$base_tag" \
+            --build-arg "PYTHON_BASE=$python_tag" -t "$tag" "$context" \
             >"var/standins/${name%%:*}.log" 2>&1 \
             || { tail -30 "var/standins/${name%%:*}.log" >&2; die "building $tag failed"; }
     fi
@@ -118,7 +155,14 @@ build() {
 }
 
 rabbitmq=$(build rabbitmq:4.0 tests/cluster/standins/rabbitmq)
+# The compose lane's (scripts/compose_check.sh): PostgreSQL 17 and an S3 server
+# standing in for postgres:16 and MinIO with its mc client.
+postgres=$(build postgres:17 tests/compose/standins/postgres)
+s3=$(build s3:rclone tests/compose/standins/s3)
 
 {
     printf 'export VIDEOQ_TEST_RABBITMQ4_IMAGE=%s\n' "$rabbitmq"
+    printf 'export VIDEOQ_STANDIN_PYTHON_IMAGE=%s\n' "$python_tag"
+    printf 'export VIDEOQ_STANDIN_POSTGRES_IMAGE=%s\n' "$postgres"
+    printf 'export VIDEOQ_STANDIN_S3_IMAGE=%s\n' "$s3"
 } | tee var/containers.env

@@ -107,7 +107,7 @@ timed pytest pytest "${coverage[@]}" "$@"
 # --- the container lanes (whole-suite runs only; tests/cluster is not in testpaths) --
 # A Docker engine and stand-in images built from Debian's packages (cached by
 # the hash of their inputs), then a three-node RabbitMQ 4 cluster behind a
-# TCP balancer, with nodes killed under load.
+# TCP balancer, with nodes killed under load, then the compose stack.
 if (($# == 0)); then
     # It writes its `export VIDEOQ_TEST_RABBITMQ4_IMAGE=...` to var/containers.env too.
     timed containers bash -c 'bash scripts/containers.sh >/dev/null'
@@ -132,4 +132,9 @@ if (($# == 0)); then
         timed "pytest: integration on RabbitMQ 4" pytest --no-cov -q tests/integration
 
     timed "pytest: cluster lane" pytest --no-cov tests/cluster
+
+    # compose.yaml as shipped, up in containers: the project's images from the
+    # Dockerfile (built only when the context's hash changed), stand-ins for the
+    # images that cannot be pulled, then tests/compose against it.
+    timed "compose lane" bash scripts/compose_check.sh
 fi

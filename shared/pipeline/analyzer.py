@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.pipeline.frame import Frame
+if TYPE_CHECKING:
+    # Only for annotations: a plugin's module subclasses Analyzer in the api's
+    # image too (for its pipelines' names), which has no video stack.
+    from shared.pipeline.frame import Frame
 
 __all__ = ["Analyzer", "AnalyzerFactory"]
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import DependencyUnavailable
-from shared.pipeline import Analyzer, Frame, PipelineRegistry
+from shared.pipeline import Analyzer, PipelineRegistry
+
+if TYPE_CHECKING:
+    # As a plugin must: tests/compose loads this module in the api's image,
+    # which has no video stack (Frame needs PyAV).
+    from shared.pipeline import Frame
 
 
 class _Slow(Analyzer):

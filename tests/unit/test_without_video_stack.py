@@ -63,6 +63,24 @@ def test_the_api_app_is_created_with_every_pipeline_name():
     )
 
 
+def test_a_plugin_that_subclasses_analyzer_loads_in_the_api():
+    # The api loads VIDEOQ_PLUGINS for their pipelines' names; a plugin's
+    # module defines its Analyzer subclasses at import time.
+    _run(
+        """
+        from services.api.app import create_app
+        from shared.settings import Settings
+
+        settings = Settings(auth_disabled=True, plugins=("tests.support.plugins:register",))
+        document = create_app(settings).openapi()
+        body = document["paths"]["/video/submit"]["post"]["requestBody"]
+        form = body["content"]["multipart/form-data"]["schema"]
+        assert "slow" in form["properties"]["pipeline"]["enum"]
+        assert_no_video_stack()
+        """
+    )
+
+
 def test_the_janitor_and_migrate_need_no_video_stack():
     _run(
         """
