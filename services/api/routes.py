@@ -30,6 +30,7 @@ from services.api.models import (
     SubmitForm,
     SubmitResponse,
 )
+from services.api.pages import indexed_page
 from services.api.submission import SubmitRequest, submit_job
 from shared import outbox
 from shared.errors import InvalidParameter, JobConflict, JobNotFound, ResultsNotReady
@@ -178,6 +179,7 @@ async def _with_job_fields(prefix: bytes, chunks: AsyncIterator[bytes]) -> Async
 async def results(
     job_id: JobId,
     backends: Backend,
+    settings: Config,
     caller: Caller,
     offset: Annotated[int, Query(ge=0, description="First result entry to return")] = 0,
     limit: Annotated[
@@ -189,7 +191,19 @@ async def results(
         raise ResultsNotReady(job.status.value)
     own = {"tag": job.tag, "metadata": job.metadata}
     if offset or limit is not None:
-        # A page: parse the document and slice its results.
+        size = job.output_bytes
+        if size is not None and size >= settings.results_index_min_bytes:
+            page = await indexed_page(
+                backends.store,
+                job.output_path,
+                size=size,
+                offset=offset,
+                limit=limit,
+                own=own,
+            )
+            if page is not None:
+                return Response(page, media_type="application/json")
+        # A small document, or one without an index: parse it whole and slice.
         raw = b"".join([chunk async for chunk in backends.store.iter_bytes(job.output_path)])
         document = json.loads(raw)
         entries = document.get("results", [])

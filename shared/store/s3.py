@@ -23,6 +23,8 @@ __all__ = ["S3Store"]
 #: S3's minimum part size is 5 MiB; 8 MiB keeps the part count low.
 PART_SIZE = 8 * 1024 * 1024
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+#: A range that starts at or past the object's end.
+_PAST_THE_END = {"InvalidRange", "416"}
 #: Files up to this size are uploaded with one read and one PUT.
 _INLINE_READ = 1024 * 1024
 
@@ -226,6 +228,23 @@ class S3Store:
             async with answer["Body"] as body:
                 async for chunk in body.iter_chunks(256 * 1024):
                     yield chunk
+
+    async def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
+        if end is not None and end <= start:
+            return b""
+        wanted = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
+        with _domain_errors(key):
+            try:
+                answer = await self.client.get_object(
+                    Bucket=self.bucket, Key=self.key(key), Range=wanted
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in _PAST_THE_END:
+                    return b""
+                raise
+            async with answer["Body"] as body:
+                data: bytes = await body.read()
+        return data
 
     async def size(self, key: str) -> int:
         with _domain_errors(key):
