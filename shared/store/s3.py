@@ -38,6 +38,18 @@ def _unavailable(exc: Exception) -> DependencyUnavailable:
     return DependencyUnavailable("object store", detail)
 
 
+def _no_object_checksum_on_ranges(
+    params: dict[str, Any], context: dict[str, Any], **_: Any
+) -> None:
+    """botocore checks a GET's body against the object's checksum header; a
+    ranged GET's body is only part of the object, and servers that send the
+    whole object's checksum with it anyway (rclone's ``serve s3`` does) would
+    fail every ranged read. S3 itself sends none there; TCP and TLS still
+    guard the bytes."""
+    if "Range" in params.get("headers", {}):
+        context.get("checksum", {}).pop("response_algorithms", None)
+
+
 @contextlib.contextmanager
 def _domain_errors(key: str | None = None) -> Iterator[None]:
     """Turn botocore's errors into the domain's: a missing ``key`` is
@@ -163,6 +175,7 @@ class S3Store:
                 "s3", endpoint_url=endpoint_url, region_name=region, config=config
             )
         )
+        client.meta.events.register("before-call.s3.GetObject", _no_object_checksum_on_ranges)
         store = cls(client=client, exit_stack=stack, bucket=bucket, prefix=prefix.strip("/"))
         if create_bucket:
             try:
