@@ -21,7 +21,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from services.api.deps import Backend, Caller, Config, MetricsDep, SubmitFields
+from services.api.deps import Backend, Caller, Config, MetricsDep, Pages, SubmitFields
 from services.api.models import (
     ErrorResponse,
     JobList,
@@ -30,7 +30,6 @@ from services.api.models import (
     SubmitForm,
     SubmitResponse,
 )
-from services.api.pages import indexed_page
 from services.api.submission import SubmitRequest, submit_job
 from shared import outbox
 from shared.errors import InvalidParameter, JobConflict, JobNotFound, ResultsNotReady
@@ -180,6 +179,7 @@ async def results(
     job_id: JobId,
     backends: Backend,
     settings: Config,
+    pages: Pages,
     caller: Caller,
     offset: Annotated[int, Query(ge=0, description="First result entry to return")] = 0,
     limit: Annotated[
@@ -193,7 +193,7 @@ async def results(
     if offset or limit is not None:
         size = job.output_bytes
         if size is not None and size >= settings.results_index_min_bytes:
-            page = await indexed_page(
+            page = await pages.page(
                 backends.store,
                 job.output_path,
                 size=size,

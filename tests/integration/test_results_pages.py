@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from services.api.app import create_app
-from services.api.pages import indexed_page
+from services.api.pages import IndexedPages
 from shared.backends import open_backends
 from shared.jobs import results_key
 from shared.pipeline.document import ResultsWriter
@@ -118,7 +118,7 @@ async def test_pages_are_the_slices_of_the_whole_document(api, tmp_path):
     # The index is what serves these pages (not the whole-document fallback).
     store = api._transport.app.state.backends.store
     size = await store.size(key)
-    assert await indexed_page(store, key, size=size, offset=3, limit=2, own=OWN) is not None
+    assert await IndexedPages().page(store, key, size=size, offset=3, limit=2, own=OWN) is not None
     for offset, limit in PAGES:
         page = await api.get(f"/video/results/{indexed}", params=_query(offset, limit))
         assert page.status_code == 200
@@ -134,7 +134,7 @@ async def test_a_document_without_an_index_still_pages(api, tmp_path):
     legacy, key = await _completed_job(api, tmp_path, entries=40, indexed=False)
     store = api._transport.app.state.backends.store
     size = await store.size(key)
-    assert await indexed_page(store, key, size=size, offset=0, limit=5, own=OWN) is None
+    assert await IndexedPages().page(store, key, size=size, offset=0, limit=5, own=OWN) is None
     whole = (await api.get(f"/video/results/{legacy}")).json()
     for offset, limit in [(0, 5), (35, 10), (40, 1), (99, 3)]:
         page = await api.get(f"/video/results/{legacy}", params=_query(offset, limit))
