@@ -42,10 +42,9 @@ def _no_object_checksum_on_ranges(
     params: dict[str, Any], context: dict[str, Any], **_: Any
 ) -> None:
     """botocore checks a GET's body against the object's checksum header; a
-    ranged GET's body is only part of the object, and servers that send the
-    whole object's checksum with it anyway (rclone's ``serve s3`` does) would
-    fail every ranged read. S3 itself sends none there; TCP and TLS still
-    guard the bytes."""
+    ranged GET's body is only part of the object, so a whole-object checksum
+    sent with it (rclone's ``serve s3`` sends one) can never match and would
+    fail every ranged read. Whole-object GETs keep the check."""
     if "Range" in params.get("headers", {}):
         context.get("checksum", {}).pop("response_algorithms", None)
 
