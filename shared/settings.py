@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     #: fails ("Unable to read video file"); up to it, what decodes is analysed.
     max_undecodable_fraction: float = Field(default=0.5, ge=0, le=1)
 
+    #: Results documents of at least this many bytes get an index of their
+    #: entries beside them (``<key>.index``), so a page of results is a few
+    #: ranged reads; smaller ones are read whole for a page (cheap), which
+    #: spares the worker an upload per job.
+    results_index_min_bytes: int = Field(default=256 * 1024, ge=0)
+
     #: Topology names (what SREs see in the management UI).
     exchange_jobs: str = "videoq.jobs"
     queue_process: str = "videoq.jobs.process"

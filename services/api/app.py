@@ -14,6 +14,7 @@ from services.api.deps import Backend, MetricsDep
 from services.api.errors import install_error_handlers
 from services.api.models import submit_form
 from services.api.observe import ObserveMiddleware
+from services.api.pages import IndexedPages
 from services.api.routes import video_router
 from shared.backends import Backends, open_backends
 from shared.errors import CannotStart
@@ -60,6 +61,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics or Metrics()
+    app.state.pages = IndexedPages()
     pipelines = load_registry(plugins=settings.plugins).names()
     app.state.submit_form = submit_form(settings, pipelines)
     app.state.api_keys = ApiKeys.from_settings(settings)  # refuses to start without keys

@@ -8,11 +8,12 @@ from fastapi import Depends, Header, Request
 
 from services.api.auth import ApiKeys
 from services.api.models import SubmitForm
+from services.api.pages import IndexedPages
 from shared.backends import Backends
 from shared.metrics import Metrics
 from shared.settings import Settings
 
-__all__ = ["Backend", "Caller", "Config", "MetricsDep", "SubmitFields"]
+__all__ = ["Backend", "Caller", "Config", "MetricsDep", "Pages", "SubmitFields"]
 
 # Every dependency is ``async def``: FastAPI runs a plain ``def`` one in its
 # threadpool, a thread hop per dependency per request (bench.queue_overhead measured
@@ -31,6 +32,10 @@ async def _metrics(request: Request) -> Metrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
 
 
+async def _pages(request: Request) -> IndexedPages:
+    return request.app.state.pages  # type: ignore[no-any-return]
+
+
 async def _submit_form(request: Request) -> type[SubmitForm]:
     return request.app.state.submit_form  # type: ignore[no-any-return]
 
@@ -45,6 +50,8 @@ async def _caller(
 Backend = Annotated[Backends, Depends(_backends)]
 Config = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
+#: Results pages read through the documents' indexes.
+Pages = Annotated[IndexedPages, Depends(_pages)]
 #: The submit form with this deployment's pipelines and limits.
 SubmitFields = Annotated[type[SubmitForm], Depends(_submit_form)]
 #: The authenticated client (401 without a valid key).

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from services.api.deps import Backend, Caller, Config, MetricsDep, SubmitFields
+from services.api.deps import Backend, Caller, Config, MetricsDep, Pages, SubmitFields
 from services.api.models import (
     ErrorResponse,
     JobList,
@@ -178,6 +178,8 @@ async def _with_job_fields(prefix: bytes, chunks: AsyncIterator[bytes]) -> Async
 async def results(
     job_id: JobId,
     backends: Backend,
+    settings: Config,
+    pages: Pages,
     caller: Caller,
     offset: Annotated[int, Query(ge=0, description="First result entry to return")] = 0,
     limit: Annotated[
@@ -189,7 +191,19 @@ async def results(
         raise ResultsNotReady(job.status.value)
     own = {"tag": job.tag, "metadata": job.metadata}
     if offset or limit is not None:
-        # A page: parse the document and slice its results.
+        size = job.output_bytes
+        if size is not None and size >= settings.results_index_min_bytes:
+            page = await pages.page(
+                backends.store,
+                job.output_path,
+                size=size,
+                offset=offset,
+                limit=limit,
+                own=own,
+            )
+            if page is not None:
+                return Response(page, media_type="application/json")
+        # A small document, or one without an index: parse it whole and slice.
         raw = b"".join([chunk async for chunk in backends.store.iter_bytes(job.output_path)])
         document = json.loads(raw)
         entries = document.get("results", [])

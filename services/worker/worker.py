@@ -34,6 +34,7 @@ from shared.jobs import CANCELLED, Job, input_key, results_key
 from shared.metrics import Metrics
 from shared.payload import parse_payload
 from shared.pipeline import VideoFilePipelineService
+from shared.pipeline.index import INDEX_SUFFIX
 from shared.repository import JobRepository
 from shared.retry import Action, decide
 from shared.settings import Settings
@@ -395,6 +396,12 @@ class Worker:
         self._metrics.frames_processed.labels(job.pipeline).inc(frames)
         key = results_key(job.job_id)
         size = await self._store.upload_file(key, target, content_type="application/json")
+        index = target.with_name(target.name + INDEX_SUFFIX)
+        if size >= self._settings.results_index_min_bytes and index.is_file():
+            # Before the job is completed, so a completed job's index is there.
+            await self._store.upload_file(
+                key + INDEX_SUFFIX, index, content_type="application/octet-stream"
+            )
         return key, size
 
     async def _heartbeat(self, running: _RunningJob) -> None:

@@ -37,6 +37,11 @@ class ObjectStore(Protocol):
 
     def iter_bytes(self, key: str) -> AsyncIterator[bytes]: ...
 
+    async def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive; the object's end if None):
+        fewer where the object is shorter, ``b""`` from at or past its end
+        (and, without a request, when ``end <= start``)."""
+
     async def size(self, key: str) -> int: ...
 
     async def delete(self, key: str) -> None: ...

@@ -17,6 +17,12 @@ __all__ = ["FileStore"]
 _CHUNK = 1024 * 1024
 
 
+def _read_range(path: Path, start: int, end: int | None) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(start)
+        return handle.read(-1 if end is None else end - start)
+
+
 class _FileUpload:
     """Writes to a temporary file beside the target and renames it at the end,
     so a reader never sees a partial object."""
@@ -86,6 +92,14 @@ class FileStore:
         with source.open("rb") as handle:
             while chunk := await asyncio.to_thread(handle.read, _CHUNK):
                 yield chunk
+
+    async def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
+        if end is not None and end <= start:
+            return b""
+        source = self._path(key)
+        if not source.is_file():
+            raise InputMissing(f"object {key} not found")
+        return await asyncio.to_thread(_read_range, source, start, end)
 
     async def size(self, key: str) -> int:
         source = self._path(key)

@@ -109,3 +109,19 @@ async def test_upload_file_round_trips_small_and_multipart_files(store, tmp_path
     back = tmp_path / "out.bin"
     assert await store.download_file("results/x.bin", back) == size
     assert back.read_bytes() == source.read_bytes()
+
+
+async def test_a_range_is_the_bytes_asked_for_and_clipped_at_the_end(store, tmp_path):
+    data = bytes(range(256)) * 40
+    path = tmp_path / "doc.json"
+    path.write_bytes(data)
+    await store.upload_file("results/doc.json", path, content_type="application/json")
+    assert await store.get_range("results/doc.json", 0, 10) == data[:10]
+    assert await store.get_range("results/doc.json", 1000, 1234) == data[1000:1234]
+    assert await store.get_range("results/doc.json", 10_000) == data[10_000:]
+    assert await store.get_range("results/doc.json", len(data) - 5, len(data) + 100) == data[-5:]
+    assert await store.get_range("results/doc.json", len(data)) == b""
+    assert await store.get_range("results/doc.json", len(data) + 7, len(data) + 9) == b""
+    assert await store.get_range("results/doc.json", 50, 50) == b""
+    with pytest.raises(InputMissing):
+        await store.get_range("results/none.json", 0, 10)

@@ -258,3 +258,25 @@ async def test_a_paused_worker_consumes_again_after_a_job_that_ended_in_a_bug(
     finally:
         await worker.stop(grace_seconds=0)
         await backends.close()
+
+
+@pytest.mark.parametrize("threshold", [0, 10**9])
+async def test_a_large_enough_document_gets_its_index_uploaded_beside_it(
+    settings, sample_mp4, threshold
+):
+    settings = settings.model_copy(update={"results_index_min_bytes": threshold})
+    backends = await open_backends(settings, app_id="w")
+    worker = _worker(settings, backends, "w")
+    try:
+        await worker.start()
+        job_id = await submit_video(backends, settings, sample_mp4, pipeline="basic")
+        await async_wait_until(
+            lambda: _statuses(backends, [job_id], JobStatus.COMPLETED, 1), timeout=30, what="done"
+        )
+        job = await backends.repo.get(job_id)
+        assert job.output_path is not None
+        index = await backends.store.exists(job.output_path + ".index")
+        assert index is (threshold == 0)
+    finally:
+        await worker.stop(grace_seconds=0)
+        await backends.close()

@@ -38,6 +38,7 @@ BENCHMARKS = [
     ("bench.api_load", ("closed loop status", "fixed rate  status", "targets:"), "fixed"),
     ("bench.upload", ("raw multipart", "videoq submit", "targets:"), "videoq_mb_s"),
     ("bench.scaling", ("worker process(es):", "queue depth", "median of 1 round"), "throughput"),
+    ("bench.pages", ("page via the index", "page via the whole document", "targets:"), "indexed"),
 ]
 
 
