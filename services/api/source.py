@@ -64,9 +64,16 @@ def _normalised(uri: str, scheme: str) -> str:
 
 def _granted(settings: Settings, client_id: str, uri: str) -> bool:
     return any(
-        client == client_id and uri.startswith(prefix)
+        client == client_id and uri.startswith(_folder(prefix))
         for client, prefix in settings.source_prefixes
     )
+
+
+def _folder(prefix: str) -> str:
+    """A granted prefix as sources are compared with it (a file:// one by its real path)."""
+    if not prefix.startswith("file://"):
+        return prefix
+    return f"file://{Path(unquote(urlparse(prefix).path)).resolve()}/"
 
 
 async def check_source(
