@@ -60,6 +60,10 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     },
     400: {"model": ErrorResponse, "description": "Uploaded file is empty"},
     401: _401,
+    403: {
+        "model": ErrorResponse,
+        "description": "source is not under a prefix VIDEOQ_SOURCE_PREFIXES grants the client",
+    },
     409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another request"},
     413: {"model": ErrorResponse, "description": "Upload larger than the limit"},
     415: {"model": ErrorResponse, "description": "Unsupported file type (not MP4)"},

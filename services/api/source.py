@@ -69,6 +69,17 @@ def _granted(settings: Settings, client_id: str, uri: str) -> bool:
     )
 
 
+#: Where the service keeps the objects it owns (jobs' inputs and results,
+#: uploads): never a source, whatever a grant says, or one client could name
+#: another's job input.
+_OWN_AREAS = ("inputs/", "results/", "uploads/")
+
+
+def _in_own_area(settings: Settings, uri: str) -> bool:
+    own = _folder(settings.storage_url.rstrip("/") + "/")
+    return uri.startswith(own) and uri.removeprefix(own).startswith(_OWN_AREAS)
+
+
 def _folder(prefix: str) -> str:
     """A granted prefix as sources are compared with it (a file:// one by its real path)."""
     if not prefix.startswith("file://"):
@@ -83,7 +94,7 @@ async def check_source(
     403), present (else ``InvalidParameter``, 422), an MP4 (else
     ``UnsupportedFileType``, 415). Reads the first bytes only."""
     normalised = _normalised(uri, _scheme(settings.storage_url))
-    if not _granted(settings, client_id, normalised):
+    if _in_own_area(settings, normalised) or not _granted(settings, client_id, normalised):
         raise SourceForbidden()
     reader, key = store.locate(normalised)
     try:

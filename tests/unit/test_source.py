@@ -100,3 +100,17 @@ async def test_deleting_a_jobs_results_prefix_leaves_every_other_job_alone(tmp_p
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert left == sorted([f"inputs/{mine}.mp4", f"results/{other}.json"])
     assert await store.delete_prefix(results_prefix(mine)) == 0
+
+
+async def test_the_services_own_objects_are_never_a_source_whatever_the_grant(tmp_path):
+    store_dir = tmp_path / "store"
+    (store_dir / "inputs").mkdir(parents=True)
+    (store_dir / "inputs" / "other-job.mp4").write_bytes(MP4_HEAD)
+    settings = _settings(tmp_path, f"anonymous:file://{tmp_path}/")
+    with pytest.raises(SourceForbidden):
+        await check_source(
+            f"file://{store_dir}/inputs/other-job.mp4",
+            client_id="anonymous",
+            settings=settings,
+            store=FileStore(store_dir),
+        )
