@@ -2,8 +2,10 @@
 RabbitMQ), with a worker and a janitor in this process."""
 
 import asyncio
+import json
 import uuid
 
+import aio_pika
 import asyncpg
 import boto3
 import httpx
@@ -101,6 +103,29 @@ async def _rows_naming(database_url: str, job_id: str) -> dict[str, int]:
         await conn.close()
 
 
+async def _bind_events_queue(amqp_url: str) -> str:
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    queue = await channel.declare_queue(f"test.events.{uuid.uuid4().hex[:8]}", durable=True)
+    await queue.bind("videoq.events", routing_key="job.*")
+    await connection.close()
+    return queue.name
+
+
+async def _drain(amqp_url: str, queue_name: str) -> list[dict]:
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    queue = await channel.get_queue(queue_name)
+    events = []
+    for _ in range(1000):
+        message = await queue.get(no_ack=True, fail=False)
+        if message is None:
+            break
+        events.append(json.loads(message.body))
+    await connection.close()
+    return events
+
+
 def _form(**fields):
     """A multipart body of plain fields (no file part), as a form sends it."""
     return {"files": {name: (None, value) for name, value in fields.items()}}
@@ -194,18 +219,23 @@ async def test_a_running_job_is_cancelled_then_erased_when_it_stops(
     monkeypatch.setenv("VIDEOQ_TEST_SLOW_SECONDS", "0.5")
     submitted = await stack.post("/video/submit", **_file(sample_mp4, pipeline="slow"))
     job_id = submitted.json()["job_id"]
+    events = await _bind_events_queue(granted.amqp_url.get_secret_value())
     await _wait_status(stack, job_id, "running")
+    janitor, _ = _janitor(stack, granted)
+    await janitor.sweep()  # publishes the job's pending and running events
     asked = await stack.delete(f"/video/jobs/{job_id}", params={"erase": "true"})
     assert asked.status_code == 202
     assert asked.json()["erase_requested"] is True
     assert asked.json()["cancel_requested"] is True
-    janitor, _ = _janitor(stack, granted)
 
     async def erased() -> bool:
         await janitor.sweep()
         return (await stack.get(f"/video/status/{job_id}")).status_code == 404
 
     await async_wait_until(erased, timeout=30, interval=0.3, what="the job erased")
+    # Nothing after the erasure was asked for: not even its cancel's "failed".
+    published = await _drain(granted.amqp_url.get_secret_value(), events)
+    assert [e["status"] for e in published if e["job_id"] == job_id] == ["pending", "running"]
     bucket = granted.storage_url.removeprefix("s3://")
     assert [key for key in _keys(services_ready, bucket) if job_id in key] == []
     assert await _rows_naming(granted.database_url.get_secret_value(), job_id) == {}
