@@ -146,7 +146,9 @@ def test_dev_reads_a_granted_file_source_in_place_expires_its_results_and_erases
                 "completed",
                 True,
             )
-            assert http.delete(f"/video/jobs/{job_id}", params={"erase": "true"}).status_code == 204
+        with Client(dev.url) as client:  # what `videoq cancel --erase` calls
+            assert client.cancel(job_id, erase=True) == {"job_id": job_id, "erased": True}
+        with httpx.Client(base_url=dev.url, timeout=10) as http:
             assert http.get(f"/video/status/{job_id}").status_code == 404
         # The client's own file stays; the store keeps nothing of the job.
         assert clip.read_bytes() == sample_mp4.read_bytes()
