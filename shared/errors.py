@@ -22,7 +22,9 @@ __all__ = [
     "PermanentError",
     "PipelineNotFound",
     "RequestError",
+    "ResultsExpired",
     "ResultsNotReady",
+    "SourceForbidden",
     "TooManyJobs",
     "TransientError",
     "Unauthorized",
@@ -105,6 +107,25 @@ class ResultsNotReady(RequestError):
     def __init__(self, status: str) -> None:
         self.status = status
         super().__init__(f"Results not available: job is {status}")
+
+
+class ResultsExpired(RequestError):
+    """The job completed, but its results are past retention and deleted."""
+
+    def __init__(self, expired_at: str) -> None:
+        super().__init__(
+            f"Results expired at {expired_at} (results retention); the job's status stays"
+            " completed, but its results were deleted"
+        )
+
+
+class SourceForbidden(RequestError):
+    """A ``source=`` outside every prefix granted to the client."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "source is not under a prefix granted to this client (VIDEOQ_SOURCE_PREFIXES)"
+        )
 
 
 class UnsupportedFileType(RequestError):

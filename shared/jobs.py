@@ -24,6 +24,7 @@ __all__ = [
     "Transition",
     "input_key",
     "results_key",
+    "results_prefix",
 ]
 
 #: ``error_message`` of a cancelled job.
@@ -98,6 +99,12 @@ def results_key(job_id: UUID) -> str:
     return f"results/{job_id}.json"
 
 
+def results_prefix(job_id: UUID) -> str:
+    """Every object of a job's results starts with this (the document, and
+    any pages or index stored beside it): retention and erasure delete them all."""
+    return f"results/{job_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One row of the job table."""
@@ -130,6 +137,16 @@ class Job:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: The client asked to cancel while the job was running.
     cancel_requested: bool = False
+    #: When it reached failed or completed (retention counts from here).
+    finished_at: datetime | None = None
+    #: False for a ``source=`` input: the client's object, never deleted.
+    input_owned: bool = True
+    #: When retention deleted the input (the row stays).
+    input_deleted_at: datetime | None = None
+    #: When retention deleted the results (``GET /results`` is then 410).
+    results_expired_at: datetime | None = None
+    #: Erasure was asked for: the job is erased once it is failed or completed.
+    erase_requested: bool = False
 
     @property
     def frame_stride(self) -> int:

@@ -91,6 +91,14 @@ class Metrics:
             "Pending jobs published by the outbox sweep",
             registry=r,
         )
+        # kind: input, results (retention; the row stays), job (erased: by
+        # request or past job retention, with whatever objects it had left)
+        self.retention_deleted = Counter(
+            "videoq_retention_deleted_total",
+            "What retention and erasure deleted",
+            ["kind"],
+            registry=r,
+        )
         self.http_latency = Histogram(
             "videoq_http_request_duration_seconds",
             "HTTP request latency",

@@ -119,6 +119,17 @@ class Settings(BaseSettings):
     #: Extra pipeline plugins, "module:function" each, called with the registry.
     plugins: Annotated[tuple[str, ...], NoDecode] = ()
 
+    #: Retention, in seconds (0: keep forever). Inputs and results count from
+    #: the end of their job; the job row (and whatever it still has in the
+    #: store) too. The janitor deletes; a source= input is never deleted.
+    input_retention_seconds: float = Field(default=0, ge=0)
+    results_retention_seconds: float = Field(default=0, ge=0)
+    job_retention_seconds: float = Field(default=0, ge=0)
+    #: Where ``source=`` inputs may be read from, per client:
+    #: ``client_id:s3://bucket/prefix/`` entries separated by commas (a
+    #: prefix is a folder: a missing trailing ``/`` is added). None: 403.
+    source_prefixes: Annotated[tuple[tuple[str, str], ...], NoDecode] = ()
+
     #: Port of the worker's and janitor's health and metrics endpoint (0: off).
     ops_port: int = Field(default=9100, ge=0, le=65535)
     log_format: str = Field(default="json", pattern="^(json|text)$")
@@ -137,6 +148,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("source_prefixes", mode="before")
+    @classmethod
+    def _parse_source_prefixes(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        grants = []
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            client, sep, prefix = entry.partition(":")
+            bucket = prefix.partition("://")[2].partition("/")[0]
+            if not sep or not client or not prefix.startswith(("s3://", "file://")):
+                raise ValueError(
+                    f"source_prefixes entry {entry!r} is not client_id:s3://bucket/prefix/"
+                )
+            if prefix.startswith("s3://") and not bucket:
+                raise ValueError(f"source_prefixes entry {entry!r} names no bucket")
+            grants.append((client, prefix if prefix.endswith("/") else prefix + "/"))
+        return tuple(grants)
 
     @field_validator("retry_delays")
     @classmethod

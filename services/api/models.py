@@ -152,6 +152,17 @@ class SubmitForm(BaseModel):
             },
         ),
     ] = Field(default_factory=dict)
+    #: Instead of the file part: an object already in the store (services.api.source).
+    source: Annotated[
+        str | None,
+        Field(
+            max_length=1024,
+            description="Instead of 'file': s3://bucket/key of an MP4 already in the store,"
+            " under a prefix VIDEOQ_SOURCE_PREFIXES grants the client (else 403); never"
+            " deleted by the service. In videoq dev: file:///path under a granted folder",
+        ),
+        BeforeValidator(_stripped),
+    ] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -202,10 +213,12 @@ class SubmitForm(BaseModel):
         file = {
             "type": "string",
             "format": "binary",
-            "description": f"The MP4 to analyse, at most {cls.max_upload_bytes} bytes",
+            "description": f"The MP4 to analyse, at most {cls.max_upload_bytes} bytes"
+            " (or give 'source' instead)",
         }
         schema["properties"] = {"file": file, **schema["properties"]}
-        schema["required"] = ["file", *schema.get("required", [])]
+        # Exactly one input: the file part, or the source field.
+        schema["oneOf"] = [{"required": ["file"]}, {"required": ["source"]}]
         return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
@@ -250,6 +263,10 @@ class StatusResponse(BaseModel):
     metadata: dict[str, Any] = {}
     #: A cancel was asked for while the job was running.
     cancel_requested: bool = False
+    #: When retention deleted the results (``GET /video/results`` is then 410).
+    results_expired_at: datetime | None = None
+    #: Erasure was asked for: the job is erased (then 404) once it stops.
+    erase_requested: bool = False
 
     @classmethod
     def of(cls, job: Job) -> StatusResponse:
@@ -265,6 +282,8 @@ class StatusResponse(BaseModel):
             tag=job.tag,
             metadata=job.metadata,
             cancel_requested=job.cancel_requested,
+            results_expired_at=job.results_expired_at,
+            erase_requested=job.erase_requested,
         )
 
 

@@ -1,4 +1,4 @@
-"""The video routes: submit, status, results, list, cancel.
+"""The video routes: submit, status, results, list, cancel (and erase).
 
 Every route takes the authenticated ``Caller``; a job belongs to the client
 that submitted it, and any other client gets 404 for it (not 403: whether a
@@ -31,8 +31,14 @@ from services.api.models import (
     SubmitResponse,
 )
 from services.api.submission import SubmitRequest, submit_job
-from shared import outbox
-from shared.errors import InvalidParameter, JobConflict, JobNotFound, ResultsNotReady
+from shared import outbox, retention
+from shared.errors import (
+    InvalidParameter,
+    JobConflict,
+    JobNotFound,
+    ResultsExpired,
+    ResultsNotReady,
+)
 from shared.jobs import TERMINAL, Job, JobStatus
 
 __all__ = ["video_router"]
@@ -54,6 +60,10 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     },
     400: {"model": ErrorResponse, "description": "Uploaded file is empty"},
     401: _401,
+    403: {
+        "model": ErrorResponse,
+        "description": "source is not under a prefix VIDEOQ_SOURCE_PREFIXES grants the client",
+    },
     409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another request"},
     413: {"model": ErrorResponse, "description": "Upload larger than the limit"},
     415: {"model": ErrorResponse, "description": "Unsupported file type (not MP4)"},
@@ -171,6 +181,11 @@ async def _with_job_fields(prefix: bytes, chunks: AsyncIterator[bytes]) -> Async
     responses={
         401: _401,
         404: {"model": ErrorResponse, "description": "Unknown job, or not completed"},
+        410: {
+            "model": ErrorResponse,
+            "description": "Results past VIDEOQ_RESULTS_RETENTION_SECONDS, deleted"
+            " (the status says when: results_expired_at)",
+        },
         422: _422_JOB_ID,
         503: _503,
     },
@@ -187,6 +202,8 @@ async def results(
     ] = None,
 ) -> Response:
     job = await _own_job(backends, job_id, caller)
+    if job.results_expired_at is not None:
+        raise ResultsExpired(job.results_expired_at.isoformat())
     if job.status is not JobStatus.COMPLETED or job.output_path is None:
         raise ResultsNotReady(job.status.value)
     own = {"tag": job.tag, "metadata": job.metadata}
@@ -283,21 +300,39 @@ async def list_jobs(
     response_model=StatusResponse,
     status_code=202,
     responses={
+        204: {"description": "Erased (erase=true on a job that was not running)"},
         401: _401,
         404: _404,
         409: {"model": ErrorResponse, "description": "The job had finished already"},
         422: _422_JOB_ID,
         503: _503,
     },
-    summary="Cancel a job",
+    summary="Cancel a job, or erase it",
 )
 async def cancel(
-    job_id: JobId, backends: Backend, caller: Caller, metrics: MetricsDep
-) -> StatusResponse:
+    job_id: JobId,
+    backends: Backend,
+    caller: Caller,
+    metrics: MetricsDep,
+    erase: Annotated[
+        bool,
+        Query(
+            description="Erase the job: its input (unless from source=), results and rows;"
+            " a running job is cancelled first and erased when it stops"
+        ),
+    ] = False,
+) -> Response | StatusResponse:
     """A pending job fails at once with "Cancelled"; a running one is stopped
     by its worker at its next heartbeat (best effort) and fails the same way;
-    a finished job answers 409."""
+    a finished job answers 409.
+
+    With ``erase=true``: a pending or finished job is erased now (204); a
+    running one is cancelled and answered 202 with ``erase_requested``, and
+    the janitor erases it once it has stopped. Either way every read of it
+    is then 404, and its Idempotency-Key is free."""
     job = await _own_job(backends, job_id, caller)
+    if erase:
+        return await _erase(backends, job, metrics)
     if job.status in TERMINAL:
         raise JobConflict(f"Job already finished ({job.status.value})")
     cancelled = await backends.repo.cancel(job_id)
@@ -308,3 +343,24 @@ async def cancel(
     if cancelled.status is JobStatus.FAILED:  # a running one is counted by its worker
         metrics.jobs_cancelled.labels(cancelled.pipeline).inc()
     return StatusResponse.of(cancelled)
+
+
+async def _erase(backends: Backend, job: Job, metrics: MetricsDep) -> Response | StatusResponse:
+    # Flagged first: from here the job publishes no more events, and
+    # whoever sees it stop (janitor) erases it if this request does not.
+    flagged = await backends.repo.request_erase(job.job_id)
+    if flagged is None:
+        raise JobNotFound()
+    if flagged.status not in TERMINAL:
+        # Pending: fails now; running: its worker stops at its next heartbeat.
+        await backends.repo.cancel(job.job_id)
+    current = await backends.repo.get(job.job_id)
+    if current is None:
+        raise JobNotFound()  # erased meanwhile (the janitor)
+    if current.status in TERMINAL:
+        await retention.erase_job(backends.repo, backends.store, current)
+        metrics.retention_deleted.labels("job").inc()
+        log.info("job.erased", extra={"job_id": str(job.job_id)})
+        return Response(status_code=204)
+    log.info("job.erase_requested", extra={"job_id": str(job.job_id)})
+    return StatusResponse.of(current)

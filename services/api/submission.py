@@ -1,5 +1,6 @@
-"""The submit use case: a streamed upload becomes a stored input, a pending
-job row and a published message.
+"""The submit use case: a streamed upload (or a ``source=`` object already in
+the store, ``services.api.source``) becomes a stored input, a pending job row
+and a published message.
 
 A refused submit leaves nothing behind (no object, no row). Once the row
 exists the job goes ahead whatever fails next: a publish that cannot go out
@@ -19,10 +20,11 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from services.api.models import SubmitForm
-from services.api.upload import ReceivedUpload, receive_upload
+from services.api.source import Source, check_source
+from services.api.upload import receive_upload
 from shared import outbox
 from shared.backends import Backends
-from shared.errors import DependencyUnavailable, JobConflict, TooManyJobs
+from shared.errors import DependencyUnavailable, InvalidParameter, JobConflict, TooManyJobs
 from shared.jobs import Job, input_key
 from shared.metrics import Metrics
 from shared.settings import Settings
@@ -86,34 +88,51 @@ async def submit_job(
         max_bytes=settings.max_upload_bytes,
         digest=key is not None,
     )
-    assert received.upload is not None
+    source: Source | None = None
     try:
-        fields = form.parse(received.fields).job_fields()
+        parsed = form.parse(received.fields)
+        fields = parsed.job_fields()
+        _one_input({"file": received.has_file, "source": parsed.source is not None})
+        if parsed.source is not None:
+            source = await check_source(
+                parsed.source, client_id=client_id, settings=settings, store=backends.store
+            )
     except BaseException:
-        await received.upload.abort()
+        if received.upload is not None:
+            await received.upload.abort()
         raise
-    await received.upload.complete()
-    request_hash = _request_hash(fields, received) if key else None
+    if received.upload is not None:
+        await received.upload.complete()
+    identity: dict[str, str | None]
+    if source is not None:
+        path, size, identity = source.uri, source.size, {"source": source.uri}
+    else:
+        size, identity = received.size, {"file_sha256": received.sha256}
+    owned = source is None
+    request_hash = _request_hash(fields, identity) if key else None
     try:
         job = await backends.repo.create(
             job_id=job_id,
             input_path=path,
-            input_bytes=received.size,
+            input_bytes=size,
             client_id=client_id,
             idempotency_key=key,
             request_hash=request_hash,
+            input_owned=owned,
             **fields,
         )
     except DependencyUnavailable:
-        found = await _created_anyway(backends, job_id, path)
+        found = await _created_anyway(backends, job_id, path if owned else None)
         if found is None:
             raise
         job = found
     except BaseException:
-        await backends.store.delete(path)  # nothing left behind
+        if owned:
+            await backends.store.delete(path)  # nothing left behind
         raise
     if job is None:  # the key was used before (or concurrently)
-        await backends.store.delete(path)
+        if owned:
+            await backends.store.delete(path)
         assert key is not None
         earlier = await backends.repo.by_idempotency_key(client_id=client_id, key=key)
         if earlier is None or earlier.request_hash != request_hash:
@@ -122,13 +141,13 @@ async def submit_job(
             )
         return Submitted(earlier.job_id, replay=True)
     metrics.jobs_submitted.labels(job.pipeline).inc()
-    metrics.upload_bytes.inc(received.size)
+    metrics.upload_bytes.inc(received.size)  # 0 for a source=
     log.info(
         "job.submitted",
         extra={
             "job_id": str(job_id),
             "pipeline": job.pipeline,
-            "bytes": received.size,
+            "bytes": size,
             "client": client_id,
         },
     )
@@ -137,9 +156,24 @@ async def submit_job(
     return Submitted(job_id, published=await outbox.publish(backends.broker, job_id))
 
 
-def _request_hash(fields: dict[str, object], received: ReceivedUpload) -> str:
-    """What tells a retry (same key, same request) from a reuse of the key."""
-    text = json.dumps({**fields, "file_sha256": received.sha256}, sort_keys=True)
+#: A submit names its input in exactly one of these (a form part or field).
+_INPUTS = ("file", "source")
+
+
+def _one_input(given: dict[str, bool]) -> None:
+    named = [name for name in _INPUTS if given.get(name)]
+    if len(named) != 1:
+        choices = " or ".join(f"'{name}'" for name in _INPUTS)
+        raise InvalidParameter(
+            f"Give exactly one input: {choices}"
+            + (f" (got {', '.join(named)})" if named else " (got none)")
+        )
+
+
+def _request_hash(fields: dict[str, object], identity: dict[str, str | None]) -> str:
+    """What tells a retry (same key, same request) from a reuse of the key:
+    the fields and the input (the file's hash, or the source URI)."""
+    text = json.dumps({**fields, **identity}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -157,7 +191,7 @@ async def _check_in_flight(
     raise TooManyJobs(limit)
 
 
-async def _created_anyway(backends: Backends, job_id: UUID, path: str) -> Job | None:
+async def _created_anyway(backends: Backends, job_id: UUID, path: str | None) -> Job | None:
     """The job, if its INSERT committed although ``create`` failed.
 
     A timeout or a connection lost while the commit was under way leaves the
@@ -171,6 +205,6 @@ async def _created_anyway(backends: Backends, job_id: UUID, path: str) -> Job | 
     except DependencyUnavailable:
         log.warning("job.create_uncertain", extra={"job_id": str(job_id), "input": path})
         return None
-    if job is None:
+    if job is None and path is not None:  # None: not ours to delete (source=)
         await backends.store.delete(path)
     return job

@@ -36,6 +36,8 @@ class ReceivedUpload:
     upload: Upload | None = None
     #: Hex SHA-256 of the file (when asked for).
     sha256: str | None = None
+    #: The body had a ``file`` part.
+    has_file: bool = False
 
 
 def _boundary(content_type: str | None) -> bytes:
@@ -60,7 +62,7 @@ async def receive_upload(
     max_bytes: int,
     digest: bool = False,
 ) -> ReceivedUpload:
-    """Parse the request body and store its ``file`` part at ``key``.
+    """Parse the request body and store its ``file`` part, if any, at ``key``.
 
     The caller completes ``result.upload`` (or aborts it) once it has checked
     the fields. Raises a ``RequestError`` for bad input, after aborting.
@@ -149,8 +151,9 @@ async def receive_upload(
             parser.finalize()
         except MultipartParseError:
             raise InvalidParameter("Malformed multipart body") from None
+        result.has_file = saw_file
         if not saw_file:
-            raise InvalidParameter("Missing 'file' part")
+            return result  # another input (source=): the caller checks there is one
         if result.size == 0:
             raise EmptyUpload()
         if result.upload is None:  # shorter than the sniff window

@@ -85,8 +85,14 @@ class Client:
     def status(self, job_id: str) -> dict[str, Any]:
         return self._check(self._http.get(f"/video/status/{job_id}"))  # type: ignore[no-any-return]
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._check(self._http.delete(f"/video/jobs/{job_id}"))  # type: ignore[no-any-return]
+    def cancel(self, job_id: str, *, erase: bool = False) -> dict[str, Any]:
+        """Cancel the job; with ``erase``, erase it (``{"job_id", "erased": true}``
+        when it is gone now, else its status with ``erase_requested``)."""
+        params = {"erase": "true"} if erase else None
+        response = self._http.delete(f"/video/jobs/{job_id}", params=params)
+        if response.status_code == 204:
+            return {"job_id": job_id, "erased": True}
+        return self._check(response)  # type: ignore[no-any-return]
 
     def results(self, job_id: str) -> dict[str, Any]:
         return self._check(self._http.get(f"/video/results/{job_id}"))  # type: ignore[no-any-return]

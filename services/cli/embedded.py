@@ -109,7 +109,13 @@ async def embedded_stack(
             metrics=metrics,
             worker_id=f"dev:{os.getpid()}",
         )
-        janitor = Janitor(settings=settings, repo=repo, broker=backends.broker, metrics=metrics)
+        janitor = Janitor(
+            settings=settings,
+            repo=repo,
+            broker=backends.broker,
+            store=backends.store,
+            metrics=metrics,
+        )
         server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on"))
         serving = asyncio.create_task(server.serve())
         while not server.started:

@@ -251,7 +251,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        status = client.cancel(args.job)
+        status = client.cancel(args.job, erase=args.erase)
     print(json.dumps(status, indent=2))
     return EXIT_OK
 
@@ -382,6 +382,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cancel", help="cancel a job (a running one stops at its next heartbeat)")
     p.add_argument("job")
+    p.add_argument(
+        "--erase",
+        action="store_true",
+        help="erase it: input, results and rows (a running one once it stops)",
+    )
     p.set_defaults(func=_cmd_cancel)
 
     p = sub.add_parser(

@@ -13,7 +13,9 @@ sends are ``shared.outbox``'s):
 - pending jobs never recorded as published, or published so long ago that
   the message is probably lost, are published again;
 - failed jobs whose copy was never recorded as parked are parked;
-- status events go out in order, and old ``Idempotency-Key``s are forgotten.
+- status events go out in order, and old ``Idempotency-Key``s are forgotten;
+- retention and erasure (``shared.retention``): erasures owed are done,
+  inputs and results past retention deleted, jobs past retention erased.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from shared import outbox
+from shared import outbox, retention
 from shared.broker import Broker
 from shared.errors import DependencyUnavailable
 from shared.metrics import Metrics
 from shared.repository import ExpiredLeases, JanitorRepository
 from shared.settings import Settings
+from shared.store import ObjectStore
 
 __all__ = ["Janitor", "SweepReport"]
 
@@ -47,6 +50,7 @@ class SweepReport:
     events: int
     keys_expired: int = 0
     parked: int = 0
+    retention: retention.RetentionReport = field(default_factory=retention.RetentionReport)
 
 
 class Janitor:
@@ -56,11 +60,13 @@ class Janitor:
         settings: Settings,
         repo: JanitorRepository,
         broker: Broker,
+        store: ObjectStore,
         metrics: Metrics,
     ) -> None:
         self._settings = settings
         self._repo = repo
         self._broker = broker
+        self._store = store
         self._metrics = metrics
         self._stop = asyncio.Event()
         self._database_was_away = False
@@ -127,6 +133,9 @@ class Janitor:
         )
         if forgotten:
             log.info("janitor.idempotency_keys_expired", extra={"count": forgotten})
+        retained = await retention.sweep(
+            self._repo, self._store, settings=self._settings, metrics=self._metrics, limit=_BATCH
+        )
         return SweepReport(
             requeued=len(expired.requeued),
             failed=len(expired.failed),
@@ -134,6 +143,7 @@ class Janitor:
             events=len(events),
             keys_expired=forgotten,
             parked=len(parked),
+            retention=retained,
         )
 
     async def run(self) -> None:

@@ -13,7 +13,11 @@ from shared.settings import Settings
 
 async def start(settings: Settings, backends: Backends, metrics: Metrics) -> Stop:
     janitor = Janitor(
-        settings=settings, repo=backends.repo, broker=backends.broker, metrics=metrics
+        settings=settings,
+        repo=backends.repo,
+        broker=backends.broker,
+        store=backends.store,
+        metrics=metrics,
     )
     sweeping = asyncio.create_task(janitor.run())
 

@@ -357,7 +357,10 @@ class Worker:
     async def _process(self, running: _RunningJob, tmp: Path) -> tuple[str, int]:
         job = running.job
         source = tmp / "input.mp4"
-        await self._store.download_file(job.input_path or input_key(job.job_id), source)
+        path = job.input_path or input_key(job.job_id)
+        # A source= input is a URI in the client's bucket, read where it is.
+        reader, key = self._store.locate(path) if "://" in path else (self._store, path)
+        await reader.download_file(key, source)
         target = tmp / "results.json"
 
         def on_progress(fraction: float) -> None:

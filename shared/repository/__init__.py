@@ -1,6 +1,12 @@
 """The job repository: ports, PostgreSQL adapter and migrations."""
 
-from shared.repository.base import ExpiredLeases, JanitorRepository, JobRepository, LockedRows
+from shared.repository.base import (
+    ExpiredLeases,
+    JanitorRepository,
+    JobRepository,
+    LockedRows,
+    Retained,
+)
 from shared.repository.migrate import apply_migrations, load_migrations
 from shared.repository.postgres import PostgresJobRepository, connect_repository
 
@@ -10,6 +16,7 @@ __all__ = [
     "JobRepository",
     "LockedRows",
     "PostgresJobRepository",
+    "Retained",
     "apply_migrations",
     "connect_repository",
     "load_migrations",

@@ -12,14 +12,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 from uuid import UUID
 
 from shared.jobs import Job, JobEvent, JobStatus
 
-__all__ = ["ExpiredLeases", "JanitorRepository", "JobRepository", "LockedRows"]
+__all__ = ["ExpiredLeases", "JanitorRepository", "JobRepository", "LockedRows", "Retained"]
 
 RowT = TypeVar("RowT")
+#: What a retention sweep deletes while the job row stays.
+Retained = Literal["input", "results"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class JobRepository(Protocol):
         request_hash: str | None = None,
         tag: str | None = None,
         metadata: dict[str, Any] | None = None,
+        input_owned: bool = True,
     ) -> Job | None: ...
 
     async def by_idempotency_key(self, *, client_id: str, key: str) -> Job | None: ...
@@ -121,6 +124,13 @@ class JobRepository(Protocol):
     async def release(self, job_id: UUID, *, owner: str) -> Job | None: ...
 
     async def replay(self, job_id: UUID) -> Job | None: ...
+
+    async def request_erase(self, job_id: UUID) -> Job | None:
+        """Flag the job for erasure (``cancel`` stops one not finished)."""
+
+    async def erase(self, job_id: UUID) -> bool:
+        """Delete a finished job's rows (its objects must be gone first);
+        ``False`` when it is gone already or not failed/completed."""
 
 
 class JanitorRepository(JobRepository, Protocol):
@@ -166,3 +176,22 @@ class JanitorRepository(JobRepository, Protocol):
         """Clear the ``Idempotency-Key`` of up to ``limit`` jobs created more
         than ``older_than_seconds`` ago, so their clients may use the keys
         again; returns how many were cleared."""
+
+    async def due_for_erasure(self, *, job_retention_seconds: float, limit: int) -> list[Job]:
+        """Failed or completed jobs to erase: erasure was asked for, or
+        (``job_retention_seconds`` > 0) they finished longer ago than that."""
+
+    async def unstopped_erasures(self, *, limit: int) -> list[Job]:
+        """Jobs whose erasure was asked for that are pending, or running and
+        not asked to stop: ``cancel`` them first (the api asks, but a
+        retried or released job is pending again, and the api may have died
+        between the two)."""
+
+    async def due_for_retention(
+        self, what: Retained, *, older_than_seconds: float, limit: int
+    ) -> list[Job]:
+        """Finished jobs whose ``what`` is past retention and not deleted
+        yet, oldest first; never a ``source=`` input."""
+
+    async def record_retained(self, what: Retained, job_ids: Sequence[UUID]) -> None:
+        """Record that retention deleted the jobs' ``what``."""

@@ -17,7 +17,7 @@ import asyncpg
 
 from shared.errors import DependencyUnavailable
 from shared.jobs import CANCELLED, Job, JobEvent, JobStatus, Transition
-from shared.repository.base import ExpiredLeases, LockedRows
+from shared.repository.base import ExpiredLeases, LockedRows, Retained
 from shared.repository.migrate import apply_migrations
 
 __all__ = ["PostgresJobRepository", "connect_repository"]
@@ -61,8 +61,14 @@ _SETS: dict[Transition, tuple[str, ...]] = {
         "error_message = NULL",
         "lease_owner = NULL",
         "lease_expires_at = NULL",
+        "finished_at = now()",
     ),
-    Transition.FAIL: ("error_message = $error", "lease_owner = NULL", "lease_expires_at = NULL"),
+    Transition.FAIL: (
+        "error_message = $error",
+        "lease_owner = NULL",
+        "lease_expires_at = NULL",
+        "finished_at = now()",
+    ),
     Transition.RETRY: (
         "error_message = $error",
         "progress = 0",
@@ -90,8 +96,9 @@ _SETS: dict[Transition, tuple[str, ...]] = {
         "lease_expires_at = NULL",
         # parked inside the same transaction (expire_leases), or rolled back
         "parked_at = now()",
+        "finished_at = now()",
     ),
-    Transition.CANCEL: ("error_message = $error",),
+    Transition.CANCEL: ("error_message = $error", "finished_at = now()"),
     Transition.REPLAY: (
         "attempts = 0",
         "cancel_requested = false",
@@ -101,6 +108,7 @@ _SETS: dict[Transition, tuple[str, ...]] = {
         "output_bytes = NULL",
         "published_at = NULL",
         "parked_at = NULL",
+        "finished_at = NULL",
     ),
 }
 
@@ -151,6 +159,11 @@ def _row_to_job(row: asyncpg.Record) -> Job:
         tag=row["tag"],
         metadata=_json(row["metadata"]),
         cancel_requested=row["cancel_requested"],
+        finished_at=row["finished_at"],
+        input_owned=row["input_owned"],
+        input_deleted_at=row["input_deleted_at"],
+        results_expired_at=row["results_expired_at"],
+        erase_requested=row["erase_requested"],
     )
 
 
@@ -161,6 +174,12 @@ _WITH_EVENT = (
     " SELECT job_id, status, attempts, tag FROM t) SELECT * FROM t"
 )
 _EVENTS_LOCK_KEY = 0x766964656F72  # one events publisher at a time keeps the order
+_FINISHED = "('failed', 'completed')"
+# Which jobs' objects each retention sweep takes (source= inputs never).
+_RETAINED: dict[Retained, str] = {
+    "input": f"status IN {_FINISHED} AND input_owned AND input_deleted_at IS NULL",
+    "results": "status IN ('completed') AND results_expired_at IS NULL",
+}
 
 
 class PostgresJobRepository:
@@ -205,14 +224,15 @@ class PostgresJobRepository:
         request_hash: str | None = None,
         tag: str | None = None,
         metadata: dict[str, Any] | None = None,
+        input_owned: bool = True,
     ) -> Job | None:
         """Insert a pending job (and its ``pending`` event). ``None`` when the
         client's ``idempotency_key`` is taken already (see ``by_idempotency_key``)."""
         row = await self._run(
             lambda c: c.fetchrow(
                 "WITH t AS (INSERT INTO jobs (job_id, input_path, pipeline, options, input_bytes,"
-                " client_id, idempotency_key, request_hash, tag, metadata)"
-                " VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::jsonb)"
+                " client_id, idempotency_key, request_hash, tag, metadata, input_owned)"
+                " VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::jsonb, $11)"
                 " ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
                 " DO NOTHING RETURNING *)" + _WITH_EVENT,
                 job_id,
@@ -225,6 +245,7 @@ class PostgresJobRepository:
                 request_hash,
                 tag,
                 json.dumps(metadata or {}, sort_keys=True),
+                input_owned,
             )
         )
         return None if row is None else _row_to_job(row)
@@ -469,8 +490,11 @@ class PostgresJobRepository:
         async with self.transaction() as conn:
             events: list[JobEvent] = []
             if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _EVENTS_LOCK_KEY):
+                # An erased job publishes nothing more: its owed events are
+                # skipped here and deleted with it.
                 rows = await conn.fetch(
-                    "SELECT * FROM job_events WHERE published_at IS NULL"
+                    "SELECT * FROM job_events e WHERE published_at IS NULL AND NOT EXISTS"
+                    " (SELECT 1 FROM jobs j WHERE j.job_id = e.job_id AND j.erase_requested)"
                     " ORDER BY event_id LIMIT $1",
                     limit,
                 )
@@ -509,6 +533,81 @@ class PostgresJobRepository:
             )
         )
         return int(status.split()[-1])
+
+    # --- retention and erasure ---------------------------------------------------
+
+    async def request_erase(self, job_id: UUID) -> Job | None:
+        """Flag the job for erasure (``cancel`` stops one that is not
+        finished). ``None`` when there is no such job."""
+        row = await self._run(
+            lambda c: c.fetchrow(
+                "UPDATE jobs SET erase_requested = true, updated_at = now()"
+                " WHERE job_id = $1 RETURNING *",
+                job_id,
+            )
+        )
+        return None if row is None else _row_to_job(row)
+
+    async def erase(self, job_id: UUID) -> bool:
+        """Delete a failed or completed job's row and every row about it, in
+        one transaction (tables added later refer to jobs ``ON DELETE
+        CASCADE``); its idempotency key is free again. ``False`` when the job
+        is gone already or not finished (a non-terminal job is never erased)."""
+        async with self.transaction() as conn:
+            found = await conn.fetchval(
+                f"SELECT job_id FROM jobs WHERE job_id = $1 AND status IN {_FINISHED} FOR UPDATE",
+                job_id,
+            )
+            if found is None:
+                return False
+            await conn.execute("DELETE FROM job_events WHERE job_id = $1", job_id)
+            await conn.execute("DELETE FROM jobs WHERE job_id = $1", job_id)
+        return True
+
+    async def due_for_erasure(self, *, job_retention_seconds: float, limit: int) -> list[Job]:
+        rows = await self._run(
+            lambda c: c.fetch(
+                f"SELECT * FROM jobs WHERE status IN {_FINISHED} AND (erase_requested"
+                " OR ($1 > 0 AND finished_at < now() - make_interval(secs => $1)))"
+                " ORDER BY finished_at LIMIT $2",
+                float(job_retention_seconds),
+                limit,
+            )
+        )
+        return [_row_to_job(r) for r in rows]
+
+    async def unstopped_erasures(self, *, limit: int) -> list[Job]:
+        rows = await self._run(
+            lambda c: c.fetch(
+                "SELECT * FROM jobs WHERE erase_requested AND (status = 'pending'"
+                " OR (status = 'running' AND NOT cancel_requested)) LIMIT $1",
+                limit,
+            )
+        )
+        return [_row_to_job(r) for r in rows]
+
+    async def due_for_retention(
+        self, what: Retained, *, older_than_seconds: float, limit: int
+    ) -> list[Job]:
+        where = _RETAINED[what]
+        rows = await self._run(
+            lambda c: c.fetch(
+                f"SELECT * FROM jobs WHERE {where}"
+                " AND finished_at < now() - make_interval(secs => $1)"
+                " ORDER BY finished_at LIMIT $2",
+                float(older_than_seconds),
+                limit,
+            )
+        )
+        return [_row_to_job(r) for r in rows]
+
+    async def record_retained(self, what: Retained, job_ids: Sequence[UUID]) -> None:
+        column = {"input": "input_deleted_at", "results": "results_expired_at"}[what]
+        await self._run(
+            lambda c: c.execute(
+                f"UPDATE jobs SET {column} = now() WHERE job_id = ANY($1::uuid[])", list(job_ids)
+            )
+        )
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

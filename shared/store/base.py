@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Protocol
 
@@ -35,7 +35,7 @@ class ObjectStore(Protocol):
 
     async def download_file(self, key: str, path: Path) -> int: ...
 
-    def iter_bytes(self, key: str) -> AsyncIterator[bytes]: ...
+    def iter_bytes(self, key: str) -> AsyncGenerator[bytes, None]: ...
 
     async def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive; the object's end if None):
@@ -47,3 +47,12 @@ class ObjectStore(Protocol):
     async def delete(self, key: str) -> None: ...
 
     async def exists(self, key: str) -> bool: ...
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every object whose key starts with ``prefix``; return how many."""
+
+    def locate(self, uri: str) -> tuple[ObjectStore, str]:
+        """The store and key that read an object outside this store's own
+        keys: ``s3://bucket/key`` on S3, ``file:///path`` on a folder store
+        (``source=`` inputs). Read it only; the service never deletes it.
+        Raises ``InputMissing`` for a scheme this store cannot read."""

@@ -6,9 +6,10 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import unquote, urlparse
 
 from shared.errors import InputMissing
 
@@ -52,9 +53,10 @@ class _FileUpload:
 class FileStore:
     """``ObjectStore`` in a folder; keys are relative paths below it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, create: bool = True) -> None:
         self._root = root
-        root.mkdir(parents=True, exist_ok=True)
+        if create:
+            root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
         path = (self._root / key).resolve()
@@ -85,7 +87,7 @@ class FileStore:
         await asyncio.to_thread(shutil.copyfile, source, path)
         return path.stat().st_size
 
-    async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
+    async def iter_bytes(self, key: str) -> AsyncGenerator[bytes, None]:
         source = self._path(key)
         if not source.is_file():
             raise InputMissing(f"object {key} not found")
@@ -112,3 +114,26 @@ class FileStore:
 
     async def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    async def delete_prefix(self, prefix: str) -> int:
+        folder, _, start = prefix.rpartition("/")
+        parent = self._path(folder) if folder else self._root.resolve()
+        if not parent.is_dir():
+            return 0
+        deleted = 0
+        for entry in sorted(parent.iterdir()):
+            if not entry.name.startswith(start) or entry.name.startswith(".upload-"):
+                continue
+            if entry.is_dir():
+                deleted += sum(1 for p in entry.rglob("*") if p.is_file())
+                await asyncio.to_thread(shutil.rmtree, entry)
+            else:
+                entry.unlink(missing_ok=True)
+                deleted += 1
+        return deleted
+
+    def locate(self, uri: str) -> tuple[FileStore, str]:
+        if not uri.startswith("file://"):
+            raise InputMissing(f"a folder store cannot read {uri.partition('://')[0]}:// objects")
+        path = Path(unquote(urlparse(uri).path))
+        return FileStore(path.parent, create=False), path.name

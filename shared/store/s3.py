@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +234,7 @@ class S3Store:
                         size += len(chunk)
         return size
 
-    async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
+    async def iter_bytes(self, key: str) -> AsyncGenerator[bytes, None]:
         with _domain_errors(key):
             answer = await self.client.get_object(Bucket=self.bucket, Key=self.key(key))
             async with answer["Body"] as body:
@@ -273,3 +273,29 @@ class S3Store:
         except InputMissing:
             return False
         return True
+
+    async def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        with _domain_errors():
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.key(prefix)
+            )
+            async for page in pages:
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:  # a page holds at most 1000 keys, as DeleteObjects takes
+                    await self.client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+                    )
+                    deleted += len(keys)
+        return deleted
+
+    def locate(self, uri: str) -> tuple[S3Store, str]:
+        if not uri.startswith("s3://"):
+            raise InputMissing(f"an S3 store cannot read {uri.partition('://')[0]}:// objects")
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        # Same client and credentials, another bucket; closing the view
+        # closes nothing (its exit stack is empty).
+        view = S3Store(
+            client=self.client, exit_stack=contextlib.AsyncExitStack(), bucket=bucket, prefix=""
+        )
+        return view, key

@@ -12,6 +12,7 @@ from shared.jobs import JobStatus
 from shared.metrics import Metrics
 from shared.repository import connect_repository
 from shared.settings import Settings
+from shared.store import FileStore
 from tests.support.jobs import add_job
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,9 @@ class _WatchingBroker(AmqpBroker):
         await super().publish_job(job_id, attempt=attempt, tier=tier)
 
 
-async def test_a_requeued_job_reads_pending_to_whoever_receives_its_message(amqp_url, database_url):
+async def test_a_requeued_job_reads_pending_to_whoever_receives_its_message(
+    amqp_url, database_url, tmp_path
+):
     settings = Settings(amqp_url=amqp_url, database_url=database_url, max_attempts=5)
     repo = await connect_repository(database_url, migrate=True)
     broker = await _WatchingBroker.connect(settings, app_id="videoq-test")
@@ -40,7 +43,11 @@ async def test_a_requeued_job_reads_pending_to_whoever_receives_its_message(amqp
         await asyncio.sleep(0.05)
 
         report = await Janitor(
-            settings=settings, repo=repo, broker=broker, metrics=Metrics()
+            settings=settings,
+            repo=repo,
+            broker=broker,
+            store=FileStore(tmp_path),
+            metrics=Metrics(),
         ).sweep()
 
         assert report.requeued == 1
@@ -56,7 +63,7 @@ async def test_a_requeued_job_reads_pending_to_whoever_receives_its_message(amqp
 
 
 async def test_a_failed_jobs_owed_dead_letter_copy_is_parked_once_and_cancelled_ones_never(
-    amqp_url, database_url
+    amqp_url, database_url, tmp_path
 ):
     settings = Settings(amqp_url=amqp_url, database_url=database_url, outbox_grace_seconds=0.01)
     repo = await connect_repository(database_url, migrate=True)
@@ -68,7 +75,13 @@ async def test_a_failed_jobs_owed_dead_letter_copy_is_parked_once_and_cancelled_
         await repo.fail(owed, owner="w", error="Unable to read video file")
         await repo.cancel(cancelled)
         await asyncio.sleep(0.05)
-        janitor = Janitor(settings=settings, repo=repo, broker=broker, metrics=Metrics())
+        janitor = Janitor(
+            settings=settings,
+            repo=repo,
+            broker=broker,
+            store=FileStore(tmp_path),
+            metrics=Metrics(),
+        )
 
         assert (await janitor.sweep()).parked == 1
         assert (await janitor.sweep()).parked == 0  # once
@@ -94,13 +107,15 @@ class _DatabaseAway:
 
 
 async def test_after_a_database_outage_workers_get_one_lease_to_renew_theirs(
-    amqp_url, database_url
+    amqp_url, database_url, tmp_path
 ):
     settings = Settings(amqp_url=amqp_url, database_url=database_url, lease_seconds=1.0)
     repo = await connect_repository(database_url, migrate=True)
     broker = await AmqpBroker.connect(settings, app_id="videoq-test")
     flaky = _DatabaseAway(repo)
-    janitor = Janitor(settings=settings, repo=flaky, broker=broker, metrics=Metrics())
+    janitor = Janitor(
+        settings=settings, repo=flaky, broker=broker, store=FileStore(tmp_path), metrics=Metrics()
+    )
     try:
         renewed, abandoned = await add_job(repo), await add_job(repo)
         for job_id in (renewed, abandoned):

@@ -39,8 +39,8 @@ def test_videoq_demo_prints_the_results_of_a_generated_clip(tmp_path: Path) -> N
 class _Dev:
     """``videoq dev`` as a process, on a data folder that outlives it."""
 
-    def __init__(self, data: Path, logs: Path) -> None:
-        self.data, self.logs = data, logs
+    def __init__(self, data: Path, logs: Path, env: dict[str, str] | None = None) -> None:
+        self.data, self.logs, self.env = data, logs, env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -51,6 +51,7 @@ class _Dev:
             "VIDEOQ_PLUGINS": "tests.support.plugins:register",
             "VIDEOQ_TEST_SLOW_SECONDS": "0.2",
             "PYTHONUNBUFFERED": "1",
+            **self.env,
         }
         with self.logs.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -105,6 +106,54 @@ def test_a_stopped_dev_stack_finishes_the_job_in_hand_and_runs_the_queued_one_wh
                 timeout=30,
                 what="the queued job done after the restart",
             )
+    finally:
+        if dev.proc is not None and dev.proc.poll() is None:
+            dev.stop()
+
+
+def test_dev_reads_a_granted_file_source_in_place_expires_its_results_and_erases_the_job(
+    tmp_path: Path, sample_mp4: Path
+) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    clip = videos / "clip.mp4"
+    clip.write_bytes(sample_mp4.read_bytes())
+    dev = _Dev(
+        tmp_path / "dev",
+        tmp_path / "dev.log",
+        env={
+            "VIDEOQ_SOURCE_PREFIXES": f"anonymous:file://{videos}/",
+            "VIDEOQ_RESULTS_RETENTION_SECONDS": "1",
+            "VIDEOQ_INPUT_RETENTION_SECONDS": "1",
+        },
+    )
+    dev.start()
+    try:
+        with httpx.Client(base_url=dev.url, timeout=10) as http:
+            form = {"source": (None, f"file://{clip}"), "pipeline": (None, "basic")}
+            submitted = http.post("/video/submit", files=form)
+            assert submitted.status_code == 202, submitted.text
+            job_id = submitted.json()["job_id"]
+            outside = http.post("/video/submit", files={"source": (None, f"file://{tmp_path}/x")})
+            assert outside.status_code == 403
+            wait_until(
+                lambda: http.get(f"/video/results/{job_id}").status_code == 410,
+                timeout=60,
+                what="the results expired by the dev janitor",
+            )
+            status = http.get(f"/video/status/{job_id}").json()
+            assert (status["status"], status["results_expired_at"] is not None) == (
+                "completed",
+                True,
+            )
+        with Client(dev.url) as client:  # what `videoq cancel --erase` calls
+            assert client.cancel(job_id, erase=True) == {"job_id": job_id, "erased": True}
+        with httpx.Client(base_url=dev.url, timeout=10) as http:
+            assert http.get(f"/video/status/{job_id}").status_code == 404
+        # The client's own file stays; the store keeps nothing of the job.
+        assert clip.read_bytes() == sample_mp4.read_bytes()
+        store = tmp_path / "dev" / "store"
+        assert [p for p in store.rglob("*") if job_id in p.name] == []
     finally:
         if dev.proc is not None and dev.proc.poll() is None:
             dev.stop()

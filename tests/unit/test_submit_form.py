@@ -29,7 +29,8 @@ def _documented(settings: Settings) -> dict:
 def test_the_documented_body_states_every_limit_and_default_of_the_deployment():
     schema = _documented(DEPLOYMENT)
     fields = schema["properties"]
-    assert schema["required"] == ["file"]
+    # Exactly one input: the file part or the source field.
+    assert schema["oneOf"] == [{"required": ["file"]}, {"required": ["source"]}]
     assert fields["file"]["format"] == "binary"
     assert "at most 1000 bytes" in fields["file"]["description"]
     assert fields["pipeline"]["default"] == "noop"
