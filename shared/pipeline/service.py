@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,8 @@ from shared.pipeline.document import ResultsWriter
 from shared.pipeline.errors import VideoLimitExceeded
 from shared.pipeline.frame import Frame
 from shared.pipeline.registry import PipelineRegistry
-from shared.pipeline.video import VideoInfo, open_video
+from shared.pipeline.sampling import Sampling, SparsePlan, plan_sparse
+from shared.pipeline.video import OpenVideo, VideoInfo, open_video
 from shared.settings import Settings
 
 __all__ = ["AnalysisSummary", "VideoFilePipelineService"]
@@ -41,7 +42,8 @@ class AnalysisSummary:
     video: VideoInfo
     frame_stride: int
     max_frames: int | None
-    #: Frames decoded, sampled or not (decoding stops after the last sampled frame).
+    #: Frames decoded, sampled or not (decoding stops after the last sampled
+    #: frame; in ``fast`` and ``keyframes``, only the frames a sample needs).
     frames_decoded: int
     #: Frames the pipeline analysed (entries in ``results``).
     frames_sampled: int
@@ -54,6 +56,9 @@ class AnalysisSummary:
     elapsed_s: float = 0.0
     #: Size of the results document in bytes.
     output_bytes: int = 0
+    #: How the frames were chosen (``exact`` also when a sparse mode could
+    #: not be planned: a stream without pts).
+    sampling: Sampling = Sampling.EXACT
 
     def document_summary(self) -> dict[str, Any]:
         """The results document's ``summary`` object."""
@@ -63,6 +68,7 @@ class AnalysisSummary:
             "frames_undecodable": self.frames_undecodable,
             "frame_stride": self.frame_stride,
             "max_frames": self.max_frames,
+            "sampling": self.sampling.value,
             **self.analyzers,
         }
 
@@ -91,6 +97,7 @@ class VideoFilePipelineService:
         max_duration_seconds: float | None = None,
         progress_interval: float = 2.0,
         max_undecodable_fraction: float = 0.5,
+        decoder_threads: int = 0,
     ) -> None:
         if max_width < 1 or max_height < 1 or max_frames_limit < 1:
             raise ValueError("limits must be positive")
@@ -98,6 +105,8 @@ class VideoFilePipelineService:
             raise ValueError("max_undecodable_fraction must be between 0 and 1")
         if progress_interval <= 0:
             raise ValueError("progress_interval must be positive")
+        if decoder_threads < 0:
+            raise ValueError("decoder_threads must be 0 (FFmpeg picks) or more")
         self._registry = registry
         self._max_width = max_width
         self._max_height = max_height
@@ -105,6 +114,7 @@ class VideoFilePipelineService:
         self._max_duration = max_duration_seconds
         self._progress_interval = progress_interval
         self._max_undecodable = max_undecodable_fraction
+        self._decoder_threads = decoder_threads
 
     @classmethod
     def from_settings(
@@ -132,12 +142,16 @@ class VideoFilePipelineService:
         pipeline: str,
         frame_stride: int = 1,
         max_frames: int | None = None,
+        sampling: Sampling | str = Sampling.EXACT,
         on_progress: Callable[[float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> AnalysisSummary:
         """Analyse every ``frame_stride``-th frame (0, s, 2s, ...) of ``input_path``.
 
-        Stops after ``max_frames`` sampled frames. Writes the results document
+        Stops after ``max_frames`` sampled frames. ``sampling`` ``fast`` and
+        ``keyframes`` analyse frames near those instead that decode cheaply,
+        and decode nothing else (see :mod:`shared.pipeline.sampling`); each
+        entry carries its frame's own index in the file and pts. Writes the results document
         to ``output_path`` (complete, or not at all) and returns its summary.
 
         ``on_progress(fraction)`` gets the fraction of the expected sampled
@@ -161,11 +175,19 @@ class VideoFilePipelineService:
             raise ValueError("frame_stride must be at least 1")
         if max_frames is not None and max_frames < 1:
             raise ValueError("max_frames must be at least 1")
+        sampling = Sampling(sampling)
         pipe = self._registry.get(pipeline)
         started = time.monotonic()
-        with open_video(input_path) as video:
+        with open_video(input_path, threads=self._decoder_threads) as video:
             info = video.info
-            planned = self._check_limits(info, frame_stride, max_frames)
+            self._check_size(info)
+            plan = self._plan(video, sampling, frame_stride, max_frames)
+            if plan is None:
+                sampling = Sampling.EXACT
+                planned = self._check_frames(info, frame_stride, max_frames)
+            else:
+                planned = plan.frame_count
+                self._check_planned(planned, frame_stride)
             cap = max_frames if max_frames is not None else math.inf
             analyzers = pipe.create()
             writer: ResultsWriter | None = None
@@ -175,19 +197,16 @@ class VideoFilePipelineService:
                     header={"job_id": str(job_id), "video": info.as_dict(), "pipeline": pipe.name},
                 )
                 sampled = 0
-                decoded = 0
-                next_sample = 0
+                decoded = [0]  # exact: frames seen so far (set by _every_nth)
                 fps = info.fps
                 report_at = started + self._progress_interval
                 reformatter = VideoReformatter()  # one swscale context per job
-                for index, av_frame in enumerate(video.frames()):
-                    decoded = index + 1
-                    if index != next_sample:
-                        # Not sampled: its decode is all it costs. At a large
-                        # stride, still look for a stop request now and then.
-                        if index % _STOP_CHECK_FRAMES == 0 and should_stop and should_stop():
-                            raise JobInterrupted(f"stopped after {sampled} sampled frames")
-                        continue
+                samples = (
+                    _every_nth(video, frame_stride, decoded, should_stop)
+                    if plan is None
+                    else video.sparse_frames(plan)
+                )
+                for index, av_frame in samples:
                     if should_stop is not None and should_stop():
                         raise JobInterrupted(f"stopped after {sampled} sampled frames")
                     if sampled >= self._max_frames_limit:
@@ -215,7 +234,6 @@ class VideoFilePipelineService:
                     sampled += 1
                     if sampled >= cap:
                         break
-                    next_sample += frame_stride
                     if on_progress is not None and planned:
                         now = time.monotonic()
                         if now >= report_at:
@@ -238,10 +256,11 @@ class VideoFilePipelineService:
                     video=info,
                     frame_stride=frame_stride,
                     max_frames=max_frames,
-                    frames_decoded=decoded,
+                    frames_decoded=decoded[0] if plan is None else video.frames_decoded,
                     frames_sampled=sampled,
                     frames_undecodable=damage.frames_undecodable,
                     analyzers=summaries,
+                    sampling=sampling,
                 )
                 output_bytes = writer.finish(summary.document_summary())
             except BaseException:
@@ -253,11 +272,26 @@ class VideoFilePipelineService:
                     analyzer.close()
         return replace(summary, elapsed_s=time.monotonic() - started, output_bytes=output_bytes)
 
-    def _check_limits(self, info: VideoInfo, frame_stride: int, max_frames: int | None) -> int:
-        """Raise ``VideoLimitExceeded`` if over a limit.
+    def _plan(
+        self, video: OpenVideo, sampling: Sampling, frame_stride: int, max_frames: int | None
+    ) -> SparsePlan | None:
+        """The sparse pass's plan; ``None`` for exact decoding (asked, or forced by
+        a stream whose packets carry no pts)."""
+        if sampling is Sampling.EXACT:
+            return None
+        table = video.scan()
+        if table is None or not table.pts:
+            return None
+        return plan_sparse(
+            table.pts,
+            table.keyframe,
+            sampling=sampling,
+            frame_stride=frame_stride,
+            max_frames=max_frames,
+        )
 
-        Returns the planned number of sampled frames (0 if unknown).
-        """
+    def _check_size(self, info: VideoInfo) -> None:
+        """Raise ``VideoLimitExceeded`` if over the size or duration limit."""
         if info.width > self._max_width or info.height > self._max_height:
             raise VideoLimitExceeded(
                 f"Video is {info.width}x{info.height}, larger than the limit of"
@@ -272,19 +306,43 @@ class VideoFilePipelineService:
                 f"Video lasts {info.duration_s:g} s, longer than the limit of"
                 f" {self._max_duration:g} s"
             )
+
+    def _check_frames(self, info: VideoInfo, frame_stride: int, max_frames: int | None) -> int:
+        """Raise ``VideoLimitExceeded`` if exact sampling would analyse too many frames.
+
+        Returns the planned number of sampled frames (0 if unknown).
+        """
         if info.frame_count is None:
             # Unknown length: the limit is enforced while decoding instead.
             return max_frames or 0
         planned = -(-info.frame_count // frame_stride)
         if max_frames is not None:
             planned = min(planned, max_frames)
+        self._check_planned(planned, frame_stride)
+        return planned
+
+    def _check_planned(self, planned: int, frame_stride: int) -> None:
         if planned > self._max_frames_limit:
             raise VideoLimitExceeded(
                 f"Video has {planned} frames to analyse at frame_stride {frame_stride},"
                 f" more than the limit of {self._max_frames_limit}; use a larger"
                 " frame_stride or max_frames"
             )
-        return planned
+
+
+def _every_nth(
+    video: OpenVideo, frame_stride: int, decoded: list[int], should_stop: Callable[[], bool] | None
+) -> Iterator[tuple[int, Any]]:
+    """Exact sampling: every ``frame_stride``-th decoded frame, indexed by count."""
+    for index, av_frame in enumerate(video.frames()):
+        decoded[0] = index + 1
+        if index % frame_stride:
+            # Not sampled: its decode is all it costs. At a large stride,
+            # still look for a stop request now and then.
+            if index % _STOP_CHECK_FRAMES == 0 and should_stop and should_stop():
+                raise JobInterrupted("stopped between sampled frames")
+            continue
+        yield index, av_frame
 
 
 def _run(analyzers: list[tuple[str, Analyzer]], frame: Frame) -> dict[str, Any]:
