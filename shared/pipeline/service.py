@@ -7,9 +7,10 @@ a time (plus the decoder's own threads), results written to disk as they come.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from shared.pipeline.analyzer import Analyzer
 from shared.pipeline.document import ResultsWriter
 from shared.pipeline.errors import VideoLimitExceeded
 from shared.pipeline.frame import Frame
+from shared.pipeline.prefetch import prefetched
 from shared.pipeline.registry import PipelineRegistry
 from shared.pipeline.sampling import Sampling, SparsePlan, plan_sparse
 from shared.pipeline.video import OpenVideo, VideoInfo, open_video
@@ -98,6 +100,7 @@ class VideoFilePipelineService:
         progress_interval: float = 2.0,
         max_undecodable_fraction: float = 0.5,
         decoder_threads: int = 0,
+        prefetch: int = 4,
     ) -> None:
         if max_width < 1 or max_height < 1 or max_frames_limit < 1:
             raise ValueError("limits must be positive")
@@ -115,6 +118,7 @@ class VideoFilePipelineService:
         self._progress_interval = progress_interval
         self._max_undecodable = max_undecodable_fraction
         self._decoder_threads = decoder_threads
+        self._prefetch = prefetch
 
     @classmethod
     def from_settings(
@@ -201,44 +205,48 @@ class VideoFilePipelineService:
                 fps = info.fps
                 report_at = started + self._progress_interval
                 reformatter = VideoReformatter()  # one swscale context per job
-                samples = (
+                samples: Generator[tuple[int, Any], None, None] = (
                     _every_nth(video, frame_stride, decoded, should_stop)
                     if plan is None
                     else video.sparse_frames(plan)
                 )
-                for index, av_frame in samples:
-                    if should_stop is not None and should_stop():
-                        raise JobInterrupted(f"stopped after {sampled} sampled frames")
-                    if sampled >= self._max_frames_limit:
-                        raise VideoLimitExceeded(
-                            f"Video has more than {self._max_frames_limit} frames to analyse"
-                            f" at frame_stride {frame_stride}; use a larger frame_stride"
-                            " or max_frames"
+                if self._prefetch:
+                    # Decode on a thread of its own, a few frames ahead.
+                    samples = prefetched(samples, depth=self._prefetch, name="videoq-decode")
+                with contextlib.closing(samples):  # stops the decode thread first
+                    for index, av_frame in samples:
+                        if should_stop is not None and should_stop():
+                            raise JobInterrupted(f"stopped after {sampled} sampled frames")
+                        if sampled >= self._max_frames_limit:
+                            raise VideoLimitExceeded(
+                                f"Video has more than {self._max_frames_limit} frames to analyse"
+                                f" at frame_stride {frame_stride}; use a larger frame_stride"
+                                " or max_frames"
+                            )
+                        seconds = av_frame.time
+                        if seconds is None:
+                            seconds = index / fps if fps else 0.0
+                        timestamp = round(seconds, 6)
+                        frame = Frame(
+                            av_frame, index=index, timestamp_s=timestamp, reformatter=reformatter
                         )
-                    seconds = av_frame.time
-                    if seconds is None:
-                        seconds = index / fps if fps else 0.0
-                    timestamp = round(seconds, 6)
-                    frame = Frame(
-                        av_frame, index=index, timestamp_s=timestamp, reformatter=reformatter
-                    )
-                    result = _run(analyzers, frame)
-                    entry: dict[str, Any] = {
-                        "frame_index": index,
-                        "timestamp_s": timestamp,
-                        "result": result,
-                    }
-                    if av_frame.is_corrupt:
-                        entry["concealed"] = True
-                    writer.write(entry)
-                    sampled += 1
-                    if sampled >= cap:
-                        break
-                    if on_progress is not None and planned:
-                        now = time.monotonic()
-                        if now >= report_at:
-                            report_at = now + self._progress_interval
-                            on_progress(min(1.0, sampled / planned))
+                        result = _run(analyzers, frame)
+                        entry: dict[str, Any] = {
+                            "frame_index": index,
+                            "timestamp_s": timestamp,
+                            "result": result,
+                        }
+                        if av_frame.is_corrupt:
+                            entry["concealed"] = True
+                        writer.write(entry)
+                        sampled += 1
+                        if sampled >= cap:
+                            break
+                        if on_progress is not None and planned:
+                            now = time.monotonic()
+                            if now >= report_at:
+                                report_at = now + self._progress_interval
+                                on_progress(min(1.0, sampled / planned))
                 damage = video.damage()
                 if damage.fraction > self._max_undecodable:
                     raise VideoUnreadable(
@@ -332,7 +340,7 @@ class VideoFilePipelineService:
 
 def _every_nth(
     video: OpenVideo, frame_stride: int, decoded: list[int], should_stop: Callable[[], bool] | None
-) -> Iterator[tuple[int, Any]]:
+) -> Generator[tuple[int, Any], None, None]:
     """Exact sampling: every ``frame_stride``-th decoded frame, indexed by count."""
     for index, av_frame in enumerate(video.frames()):
         decoded[0] = index + 1

@@ -16,7 +16,7 @@ and decoding goes on. :meth:`OpenVideo.damage` says how much was lost.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -200,7 +200,7 @@ class OpenVideo:
             return None
         return PacketTable(pts=pts, keyframe=keyframe)
 
-    def sparse_frames(self, plan: SparsePlan) -> Iterator[tuple[int, av.VideoFrame]]:
+    def sparse_frames(self, plan: SparsePlan) -> Generator[tuple[int, av.VideoFrame], None, None]:
         """The frames ``plan`` chose, with their index in the file, in presentation
         order; no other packet is decoded.
 
