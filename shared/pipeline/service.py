@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from shared.pipeline.sampling import Sampling, SparsePlan, plan_sparse
 from shared.pipeline.video import OpenVideo, VideoInfo, open_video
 from shared.settings import Settings
 
-__all__ = ["AnalysisSummary", "VideoFilePipelineService"]
+__all__ = ["AnalysisSummary", "VideoFilePipelineService", "decoder_threads_for"]
 
 # How often ``should_stop`` is asked between sampled frames (in decoded frames).
 _STOP_CHECK_FRAMES = 64
@@ -124,12 +125,14 @@ class VideoFilePipelineService:
     def from_settings(
         cls, settings: Settings, *, registry: PipelineRegistry, **limits: Any
     ) -> VideoFilePipelineService:
-        """A service with the frame limit, progress interval and damage tolerance from ``settings``."""
+        """A service with the frame limit, progress interval, damage tolerance and
+        decoder threads from ``settings``."""
         return cls(
             registry=registry,
             max_frames_limit=settings.max_frames_limit,
             progress_interval=settings.progress_interval_seconds,
             max_undecodable_fraction=settings.max_undecodable_fraction,
+            decoder_threads=decoder_threads_for(settings),
             **limits,
         )
 
@@ -336,6 +339,15 @@ class VideoFilePipelineService:
                 f" more than the limit of {self._max_frames_limit}; use a larger"
                 " frame_stride or max_frames"
             )
+
+
+def decoder_threads_for(settings: Settings) -> int:
+    """Decoder threads per job: ``decoder_threads``, or 0 (FFmpeg picks) for one job
+    at a time, or the CPUs this process may use divided among its concurrent jobs."""
+    if settings.decoder_threads or settings.worker_concurrency == 1:
+        return settings.decoder_threads
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cpus or 1) // settings.worker_concurrency)
 
 
 def _every_nth(
