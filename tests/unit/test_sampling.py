@@ -7,6 +7,7 @@ two B-frames, 10 fps, so frame ``i`` is at ``i / 10`` s.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import typing
 import uuid
@@ -21,6 +22,7 @@ from shared.errors import InvalidParameter, VideoUnreadable
 from shared.pipeline import VideoFilePipelineService, load_registry
 from shared.pipeline.prefetch import prefetched
 from shared.pipeline.sampling import SAMPLING_MODES, Sampling, plan_sparse
+from shared.pipeline.service import decoder_threads_for
 from shared.pipeline.video import open_video
 from shared.settings import Settings
 from tests.support.videos import flip_bytes, segment_frame, top_level_boxes, write_mp4
@@ -99,7 +101,7 @@ def test_fast_returns_frames_near_each_sample_time_as_exact_decoding_gives_them(
     for target, index in zip(targets, indexes, strict=True):
         # A keyframe within half a sample interval, or the first frame at or
         # after the target in decoding order (the next P-frame: at most 3 on).
-        assert index in KEYFRAMES and abs(index - target) <= stride // 2 or (
+        assert (index in KEYFRAMES and abs(index - target) <= stride // 2) or (
             target <= index <= target + 3
         ), (target, index)
     # Real indexes and times: each entry is exact decoding's entry for that frame.
@@ -155,7 +157,7 @@ def test_fast_walks_from_the_keyframe_through_the_reference_frames() -> None:
     # Target 0: the keyframe; 4: no keyframe within 2 frames, so the first
     # frame at or after it in decoding order, P6; 8: likewise P9; 12: I12.
     assert sorted(plan.index_of_pts) == [0, 6, 9, 12]
-    assert plan.feed == tuple(range(0, 8)) + (10,)  # I0 .. P9, then I12; B10 B11 never
+    assert plan.feed == (0, 1, 2, 3, 4, 5, 6, 7, 10)  # I0 .. P9, then I12; B10 B11 never
     assert {pts[p] for p in plan.sampled} == {0, 6, 9, 12}
     assert (plan.skip_sampled, plan.skip_between) == ("DEFAULT", "NONREF")
     keys = plan_sparse(pts, keyframe, sampling=Sampling.KEYFRAMES, frame_stride=1)
@@ -193,3 +195,11 @@ def test_prefetched_keeps_order_raises_in_place_and_stops_its_thread() -> None:
     assert next(endless) == 0
     endless.close()  # the producer is blocked on a full queue: it must still end
     assert not [t for t in threading.enumerate() if t.name == "test-prefetch"]
+
+
+def test_concurrent_jobs_share_the_cpus_among_their_decoder_threads() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert decoder_threads_for(Settings()) == 0  # one job: FFmpeg picks
+    assert decoder_threads_for(Settings(worker_concurrency=2)) == max(1, cpus // 2)
+    assert decoder_threads_for(Settings(worker_concurrency=1000)) == 1
+    assert decoder_threads_for(Settings(worker_concurrency=4, decoder_threads=3)) == 3
