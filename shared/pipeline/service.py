@@ -204,7 +204,10 @@ class VideoFilePipelineService:
                     header={"job_id": str(job_id), "video": info.as_dict(), "pipeline": pipe.name},
                 )
                 sampled = 0
-                decoded = [0]  # exact: frames seen so far (set by _every_nth)
+                decoded = [0]  # exact: frames decoded so far (set by _every_nth)
+                # Where max_frames stopped the loop: the decode thread may have
+                # run ahead, but the count stops here, as decoding would have.
+                stopped_after: int | None = None
                 fps = info.fps
                 report_at = started + self._progress_interval
                 reformatter = VideoReformatter()  # one swscale context per job
@@ -244,6 +247,7 @@ class VideoFilePipelineService:
                         writer.write(entry)
                         sampled += 1
                         if sampled >= cap:
+                            stopped_after = index
                             break
                         if on_progress is not None and planned:
                             now = time.monotonic()
@@ -256,6 +260,12 @@ class VideoFilePipelineService:
                         f"{damage.frames_undecodable} of {damage.frames_read} frames could not"
                         f" be decoded, more than the limit of {self._max_undecodable:g}"
                     )
+                if plan is not None:
+                    frames_decoded = video.frames_decoded
+                elif stopped_after is not None:
+                    frames_decoded = stopped_after + 1
+                else:
+                    frames_decoded = decoded[0]
                 summaries = {}
                 for name, analyzer in analyzers:
                     part = analyzer.summary()
@@ -267,7 +277,7 @@ class VideoFilePipelineService:
                     video=info,
                     frame_stride=frame_stride,
                     max_frames=max_frames,
-                    frames_decoded=decoded[0] if plan is None else video.frames_decoded,
+                    frames_decoded=frames_decoded,
                     frames_sampled=sampled,
                     frames_undecodable=damage.frames_undecodable,
                     analyzers=summaries,
