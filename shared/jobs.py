@@ -153,6 +153,11 @@ class Job:
         return int(self.options.get("frame_stride", 1))
 
     @property
+    def sampling(self) -> str:
+        """``exact``, ``fast`` or ``keyframes`` (``shared.pipeline.sampling.Sampling``)."""
+        return str(self.options.get("sampling", "exact"))
+
+    @property
     def max_frames(self) -> int | None:
         value = self.options.get("max_frames")
         return None if value is None else int(value)

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     #: A damaged video whose share of undecodable frames is larger than this
     #: fails ("Unable to read video file"); up to it, what decodes is analysed.
     max_undecodable_fraction: float = Field(default=0.5, ge=0, le=1)
+    #: FFmpeg decoder threads per job. 0: FFmpeg's own choice for one job at a
+    #: time, the CPUs divided by ``worker_concurrency`` (at least 1) for more,
+    #: so that jobs side by side do not oversubscribe the CPUs.
+    decoder_threads: int = Field(default=0, ge=0)
 
     #: Results documents of at least this many bytes get an index of their
     #: entries beside them (``<key>.index``), so a page of results is a few

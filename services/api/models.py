@@ -129,6 +129,15 @@ class SubmitForm(BaseModel):
     pipeline: Annotated[str, BeforeValidator(_stripped)]
     frame_stride: _FrameStride = 1
     max_frames: _MaxFrames = None
+    #: ``shared.pipeline.sampling.Sampling``'s values (a unit test checks).
+    sampling: Annotated[
+        Literal["exact", "fast", "keyframes"],
+        Field(
+            description="exact: every n-th frame; fast, keyframes: frames near those"
+            " that decode cheaply, nothing else decoded (see docs/pipeline.md)"
+        ),
+        BeforeValidator(_stripped),
+    ] = "exact"
     tag: Annotated[
         str | None,
         Field(
@@ -186,8 +195,10 @@ class SubmitForm(BaseModel):
         """One validation error as the client reads it, naming the field and its limits."""
         name = str(error["loc"][0])
         limits = cls.model_fields[name].metadata
-        if error["type"] == "literal_error":
+        if error["type"] == "literal_error" and name == "pipeline":
             return PipelineNotFound(str(error["input"]))
+        if error["type"] == "literal_error":
+            return InvalidParameter(f"{name} must be one of {error.get('ctx', {})['expected']}")
         if error["type"] in ("greater_than_equal", "less_than_equal"):
             low = next(m.ge for m in limits if isinstance(m, Ge))
             high = next(m.le for m in limits if isinstance(m, Le))
@@ -201,7 +212,13 @@ class SubmitForm(BaseModel):
         """What the job row keeps of the request (and what its hash covers)."""
         return {
             "pipeline": self.pipeline,
-            "options": {"frame_stride": self.frame_stride, "max_frames": self.max_frames},
+            "options": {
+                "frame_stride": self.frame_stride,
+                "max_frames": self.max_frames,
+                # Kept only when not the default, so that a job's options (and
+                # an idempotent retry's hash) read as they did before.
+                **({"sampling": self.sampling} if self.sampling != "exact" else {}),
+            },
             "tag": self.tag,
             "metadata": self.metadata,
         }

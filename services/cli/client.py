@@ -54,6 +54,7 @@ class Client:
         pipeline: str | None = None,
         frame_stride: int | None = None,
         max_frames: int | None = None,
+        sampling: str | None = None,
         on_upload: Callable[[int], object] | None = None,
     ) -> str:
         """Upload ``path`` and start a job; return its id.
@@ -67,6 +68,7 @@ class Client:
                 ("pipeline", pipeline),
                 ("frame_stride", frame_stride),
                 ("max_frames", max_frames),
+                ("sampling", sampling),
             )
             if v is not None
         }

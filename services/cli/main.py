@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from shared.pipeline.sampling import SAMPLING_MODES
+
 __all__ = ["EXIT_CODES", "exit_code_for_http", "format_jobs", "main"]
 
 EXIT_OK = 0
@@ -200,6 +202,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                 pipeline=args.pipeline,
                 frame_stride=args.stride,
                 max_frames=args.max_frames,
+                sampling=args.sampling,
                 on_upload=upload.update,
             )
         if not args.wait:
@@ -301,6 +304,7 @@ def _epilog() -> str:
         f"exit codes:\n{codes}\n\n"
         "examples:\n"
         "  videoq submit clip.mp4 --stride 5 --wait > results.json\n"
+        "  videoq submit clip.mp4 --stride 30 --sampling fast --wait  # ~1 frame/s, fast\n"
         "  videoq jobs --status failed --limit 20\n"
         "  videoq results <job_id> -o results.json"
     )
@@ -347,6 +351,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", help="analysis pipeline (default: the service's)")
     p.add_argument("--stride", type=_positive_int, help="analyse every Nth frame")
     p.add_argument("--max-frames", type=_positive_int, help="analyse at most N frames")
+    p.add_argument(
+        "--sampling",
+        choices=SAMPLING_MODES,
+        help="exact (default): every Nth frame; fast/keyframes: frames near them that"
+        " decode cheaply",
+    )
     p.add_argument(
         "--wait",
         action="store_true",

@@ -375,6 +375,7 @@ class Worker:
                 pipeline=job.pipeline,
                 frame_stride=job.frame_stride,
                 max_frames=job.max_frames,
+                sampling=job.sampling,
                 on_progress=on_progress,
                 should_stop=running.should_stop,
             )

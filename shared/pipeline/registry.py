@@ -40,7 +40,14 @@ _NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 # Keys the service itself writes into the results document's summary: an
 # analyzer of one of these names would overwrite them.
 _RESERVED = frozenset(
-    {"frames_decoded", "frames_sampled", "frames_undecodable", "frame_stride", "max_frames"}
+    {
+        "frames_decoded",
+        "frames_sampled",
+        "frames_undecodable",
+        "frame_stride",
+        "max_frames",
+        "sampling",
+    }
 )
 
 

@@ -7,9 +7,11 @@ a time (plus the decoder's own threads), results written to disk as they come.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,13 @@ from shared.pipeline.analyzer import Analyzer
 from shared.pipeline.document import ResultsWriter
 from shared.pipeline.errors import VideoLimitExceeded
 from shared.pipeline.frame import Frame
+from shared.pipeline.prefetch import prefetched
 from shared.pipeline.registry import PipelineRegistry
-from shared.pipeline.video import VideoInfo, open_video
+from shared.pipeline.sampling import Sampling, SparsePlan, plan_sparse
+from shared.pipeline.video import OpenVideo, VideoInfo, open_video
 from shared.settings import Settings
 
-__all__ = ["AnalysisSummary", "VideoFilePipelineService"]
+__all__ = ["AnalysisSummary", "VideoFilePipelineService", "decoder_threads_for"]
 
 # How often ``should_stop`` is asked between sampled frames (in decoded frames).
 _STOP_CHECK_FRAMES = 64
@@ -41,7 +45,8 @@ class AnalysisSummary:
     video: VideoInfo
     frame_stride: int
     max_frames: int | None
-    #: Frames decoded, sampled or not (decoding stops after the last sampled frame).
+    #: Frames decoded, sampled or not (decoding stops after the last sampled
+    #: frame; in ``fast`` and ``keyframes``, only the frames a sample needs).
     frames_decoded: int
     #: Frames the pipeline analysed (entries in ``results``).
     frames_sampled: int
@@ -54,6 +59,9 @@ class AnalysisSummary:
     elapsed_s: float = 0.0
     #: Size of the results document in bytes.
     output_bytes: int = 0
+    #: How the frames were chosen (``exact`` also when a sparse mode could
+    #: not be planned: a stream without pts).
+    sampling: Sampling = Sampling.EXACT
 
     def document_summary(self) -> dict[str, Any]:
         """The results document's ``summary`` object."""
@@ -63,6 +71,7 @@ class AnalysisSummary:
             "frames_undecodable": self.frames_undecodable,
             "frame_stride": self.frame_stride,
             "max_frames": self.max_frames,
+            "sampling": self.sampling.value,
             **self.analyzers,
         }
 
@@ -91,6 +100,8 @@ class VideoFilePipelineService:
         max_duration_seconds: float | None = None,
         progress_interval: float = 2.0,
         max_undecodable_fraction: float = 0.5,
+        decoder_threads: int = 0,
+        prefetch: int = 4,
     ) -> None:
         if max_width < 1 or max_height < 1 or max_frames_limit < 1:
             raise ValueError("limits must be positive")
@@ -98,6 +109,8 @@ class VideoFilePipelineService:
             raise ValueError("max_undecodable_fraction must be between 0 and 1")
         if progress_interval <= 0:
             raise ValueError("progress_interval must be positive")
+        if decoder_threads < 0:
+            raise ValueError("decoder_threads must be 0 (FFmpeg picks) or more")
         self._registry = registry
         self._max_width = max_width
         self._max_height = max_height
@@ -105,17 +118,21 @@ class VideoFilePipelineService:
         self._max_duration = max_duration_seconds
         self._progress_interval = progress_interval
         self._max_undecodable = max_undecodable_fraction
+        self._decoder_threads = decoder_threads
+        self._prefetch = prefetch
 
     @classmethod
     def from_settings(
         cls, settings: Settings, *, registry: PipelineRegistry, **limits: Any
     ) -> VideoFilePipelineService:
-        """A service with the frame limit, progress interval and damage tolerance from ``settings``."""
+        """A service with the frame limit, progress interval, damage tolerance and
+        decoder threads from ``settings``."""
         return cls(
             registry=registry,
             max_frames_limit=settings.max_frames_limit,
             progress_interval=settings.progress_interval_seconds,
             max_undecodable_fraction=settings.max_undecodable_fraction,
+            decoder_threads=decoder_threads_for(settings),
             **limits,
         )
 
@@ -132,12 +149,16 @@ class VideoFilePipelineService:
         pipeline: str,
         frame_stride: int = 1,
         max_frames: int | None = None,
+        sampling: Sampling | str = Sampling.EXACT,
         on_progress: Callable[[float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> AnalysisSummary:
         """Analyse every ``frame_stride``-th frame (0, s, 2s, ...) of ``input_path``.
 
-        Stops after ``max_frames`` sampled frames. Writes the results document
+        Stops after ``max_frames`` sampled frames. ``sampling`` ``fast`` and
+        ``keyframes`` analyse frames near those instead that decode cheaply,
+        and decode nothing else (see :mod:`shared.pipeline.sampling`); each
+        entry carries its frame's own index in the file and pts. Writes the results document
         to ``output_path`` (complete, or not at all) and returns its summary.
 
         ``on_progress(fraction)`` gets the fraction of the expected sampled
@@ -161,11 +182,19 @@ class VideoFilePipelineService:
             raise ValueError("frame_stride must be at least 1")
         if max_frames is not None and max_frames < 1:
             raise ValueError("max_frames must be at least 1")
+        sampling = Sampling(sampling)
         pipe = self._registry.get(pipeline)
         started = time.monotonic()
-        with open_video(input_path) as video:
+        with open_video(input_path, threads=self._decoder_threads) as video:
             info = video.info
-            planned = self._check_limits(info, frame_stride, max_frames)
+            self._check_size(info)
+            plan = self._plan(video, sampling, frame_stride, max_frames)
+            if plan is None:
+                sampling = Sampling.EXACT
+                planned = self._check_frames(info, frame_stride, max_frames)
+            else:
+                planned = plan.frame_count
+                self._check_planned(planned, frame_stride)
             cap = max_frames if max_frames is not None else math.inf
             analyzers = pipe.create()
             writer: ResultsWriter | None = None
@@ -175,58 +204,68 @@ class VideoFilePipelineService:
                     header={"job_id": str(job_id), "video": info.as_dict(), "pipeline": pipe.name},
                 )
                 sampled = 0
-                decoded = 0
-                next_sample = 0
+                decoded = [0]  # exact: frames decoded so far (set by _every_nth)
+                # Where max_frames stopped the loop: the decode thread may have
+                # run ahead, but the count stops here, as decoding would have.
+                stopped_after: int | None = None
                 fps = info.fps
                 report_at = started + self._progress_interval
                 reformatter = VideoReformatter()  # one swscale context per job
-                for index, av_frame in enumerate(video.frames()):
-                    decoded = index + 1
-                    if index != next_sample:
-                        # Not sampled: its decode is all it costs. At a large
-                        # stride, still look for a stop request now and then.
-                        if index % _STOP_CHECK_FRAMES == 0 and should_stop and should_stop():
+                samples: Generator[tuple[int, Any], None, None] = (
+                    _every_nth(video, frame_stride, decoded, should_stop)
+                    if plan is None
+                    else video.sparse_frames(plan)
+                )
+                if self._prefetch:
+                    # Decode on a thread of its own, a few frames ahead.
+                    samples = prefetched(samples, depth=self._prefetch, name="videoq-decode")
+                with contextlib.closing(samples):  # stops the decode thread first
+                    for index, av_frame in samples:
+                        if should_stop is not None and should_stop():
                             raise JobInterrupted(f"stopped after {sampled} sampled frames")
-                        continue
-                    if should_stop is not None and should_stop():
-                        raise JobInterrupted(f"stopped after {sampled} sampled frames")
-                    if sampled >= self._max_frames_limit:
-                        raise VideoLimitExceeded(
-                            f"Video has more than {self._max_frames_limit} frames to analyse"
-                            f" at frame_stride {frame_stride}; use a larger frame_stride"
-                            " or max_frames"
+                        if sampled >= self._max_frames_limit:
+                            raise VideoLimitExceeded(
+                                f"Video has more than {self._max_frames_limit} frames to analyse"
+                                f" at frame_stride {frame_stride}; use a larger frame_stride"
+                                " or max_frames"
+                            )
+                        seconds = av_frame.time
+                        if seconds is None:
+                            seconds = index / fps if fps else 0.0
+                        timestamp = round(seconds, 6)
+                        frame = Frame(
+                            av_frame, index=index, timestamp_s=timestamp, reformatter=reformatter
                         )
-                    seconds = av_frame.time
-                    if seconds is None:
-                        seconds = index / fps if fps else 0.0
-                    timestamp = round(seconds, 6)
-                    frame = Frame(
-                        av_frame, index=index, timestamp_s=timestamp, reformatter=reformatter
-                    )
-                    result = _run(analyzers, frame)
-                    entry: dict[str, Any] = {
-                        "frame_index": index,
-                        "timestamp_s": timestamp,
-                        "result": result,
-                    }
-                    if av_frame.is_corrupt:
-                        entry["concealed"] = True
-                    writer.write(entry)
-                    sampled += 1
-                    if sampled >= cap:
-                        break
-                    next_sample += frame_stride
-                    if on_progress is not None and planned:
-                        now = time.monotonic()
-                        if now >= report_at:
-                            report_at = now + self._progress_interval
-                            on_progress(min(1.0, sampled / planned))
+                        result = _run(analyzers, frame)
+                        entry: dict[str, Any] = {
+                            "frame_index": index,
+                            "timestamp_s": timestamp,
+                            "result": result,
+                        }
+                        if av_frame.is_corrupt:
+                            entry["concealed"] = True
+                        writer.write(entry)
+                        sampled += 1
+                        if sampled >= cap:
+                            stopped_after = index
+                            break
+                        if on_progress is not None and planned:
+                            now = time.monotonic()
+                            if now >= report_at:
+                                report_at = now + self._progress_interval
+                                on_progress(min(1.0, sampled / planned))
                 damage = video.damage()
                 if damage.fraction > self._max_undecodable:
                     raise VideoUnreadable(
                         f"{damage.frames_undecodable} of {damage.frames_read} frames could not"
                         f" be decoded, more than the limit of {self._max_undecodable:g}"
                     )
+                if plan is not None:
+                    frames_decoded = video.frames_decoded
+                elif stopped_after is not None:
+                    frames_decoded = stopped_after + 1
+                else:
+                    frames_decoded = decoded[0]
                 summaries = {}
                 for name, analyzer in analyzers:
                     part = analyzer.summary()
@@ -238,10 +277,11 @@ class VideoFilePipelineService:
                     video=info,
                     frame_stride=frame_stride,
                     max_frames=max_frames,
-                    frames_decoded=decoded,
+                    frames_decoded=frames_decoded,
                     frames_sampled=sampled,
                     frames_undecodable=damage.frames_undecodable,
                     analyzers=summaries,
+                    sampling=sampling,
                 )
                 output_bytes = writer.finish(summary.document_summary())
             except BaseException:
@@ -253,11 +293,26 @@ class VideoFilePipelineService:
                     analyzer.close()
         return replace(summary, elapsed_s=time.monotonic() - started, output_bytes=output_bytes)
 
-    def _check_limits(self, info: VideoInfo, frame_stride: int, max_frames: int | None) -> int:
-        """Raise ``VideoLimitExceeded`` if over a limit.
+    def _plan(
+        self, video: OpenVideo, sampling: Sampling, frame_stride: int, max_frames: int | None
+    ) -> SparsePlan | None:
+        """The sparse pass's plan; ``None`` for exact decoding (asked, or forced by
+        a stream whose packets carry no pts)."""
+        if sampling is Sampling.EXACT:
+            return None
+        table = video.scan()
+        if table is None or not table.pts:
+            return None
+        return plan_sparse(
+            table.pts,
+            table.keyframe,
+            sampling=sampling,
+            frame_stride=frame_stride,
+            max_frames=max_frames,
+        )
 
-        Returns the planned number of sampled frames (0 if unknown).
-        """
+    def _check_size(self, info: VideoInfo) -> None:
+        """Raise ``VideoLimitExceeded`` if over the size or duration limit."""
         if info.width > self._max_width or info.height > self._max_height:
             raise VideoLimitExceeded(
                 f"Video is {info.width}x{info.height}, larger than the limit of"
@@ -272,19 +327,52 @@ class VideoFilePipelineService:
                 f"Video lasts {info.duration_s:g} s, longer than the limit of"
                 f" {self._max_duration:g} s"
             )
+
+    def _check_frames(self, info: VideoInfo, frame_stride: int, max_frames: int | None) -> int:
+        """Raise ``VideoLimitExceeded`` if exact sampling would analyse too many frames.
+
+        Returns the planned number of sampled frames (0 if unknown).
+        """
         if info.frame_count is None:
             # Unknown length: the limit is enforced while decoding instead.
             return max_frames or 0
         planned = -(-info.frame_count // frame_stride)
         if max_frames is not None:
             planned = min(planned, max_frames)
+        self._check_planned(planned, frame_stride)
+        return planned
+
+    def _check_planned(self, planned: int, frame_stride: int) -> None:
         if planned > self._max_frames_limit:
             raise VideoLimitExceeded(
                 f"Video has {planned} frames to analyse at frame_stride {frame_stride},"
                 f" more than the limit of {self._max_frames_limit}; use a larger"
                 " frame_stride or max_frames"
             )
-        return planned
+
+
+def decoder_threads_for(settings: Settings) -> int:
+    """Decoder threads per job: ``decoder_threads``, or 0 (FFmpeg picks) for one job
+    at a time, or the CPUs this process may use divided among its concurrent jobs."""
+    if settings.decoder_threads or settings.worker_concurrency == 1:
+        return settings.decoder_threads
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cpus or 1) // settings.worker_concurrency)
+
+
+def _every_nth(
+    video: OpenVideo, frame_stride: int, decoded: list[int], should_stop: Callable[[], bool] | None
+) -> Generator[tuple[int, Any], None, None]:
+    """Exact sampling: every ``frame_stride``-th decoded frame, indexed by count."""
+    for index, av_frame in enumerate(video.frames()):
+        decoded[0] = index + 1
+        if index % frame_stride:
+            # Not sampled: its decode is all it costs. At a large stride,
+            # still look for a stop request now and then.
+            if index % _STOP_CHECK_FRAMES == 0 and should_stop and should_stop():
+                raise JobInterrupted("stopped between sampled frames")
+            continue
+        yield index, av_frame
 
 
 def _run(analyzers: list[tuple[str, Analyzer]], frame: Frame) -> dict[str, Any]:

@@ -16,7 +16,7 @@ and decoding goes on. :meth:`OpenVideo.damage` says how much was lost.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,9 @@ import av
 import av.error
 
 from shared.errors import VideoUnreadable
+from shared.pipeline.sampling import SkipFrame, SparsePlan
 
-__all__ = ["Damage", "OpenVideo", "VideoInfo", "check_iso_bmff", "open_video"]
+__all__ = ["Damage", "OpenVideo", "PacketTable", "VideoInfo", "check_iso_bmff", "open_video"]
 
 # A file with more top-level boxes than this is refused (a fragmented MP4 of
 # several hours has a few tens of thousands).
@@ -98,10 +99,19 @@ def check_iso_bmff(path: Path) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class PacketTable:
+    """The video stream's packets in decoding order, one frame each."""
+
+    pts: list[int]
+    keyframe: list[bool]
+
+
+@dataclass(frozen=True, slots=True)
 class Damage:
     """What decoding lost: frames the container holds that did not decode."""
 
-    #: Video packets (one per frame) read from the container.
+    #: Video packets (one per frame) read from the container; in a sparse
+    #: pass, the frames chosen for analysis.
     frames_read: int
     #: Of those, frames the decoder refused or dropped.
     frames_undecodable: int
@@ -114,13 +124,19 @@ class Damage:
 class OpenVideo:
     """An open container and its first video stream; use as a context manager."""
 
-    def __init__(self, container: Any, stream: av.VideoStream, info: VideoInfo) -> None:
+    def __init__(
+        self, container: Any, stream: av.VideoStream, info: VideoInfo, *, path: Path
+    ) -> None:
         self._container = container
+        self._path = path
         self.stream = stream
         self.info = info
         self._packets = 0
         self._decoded = 0
         self._drained = False
+        # In a sparse pass, the frames chosen for analysis, and how many came out.
+        self._sparse: SparsePlan | None = None
+        self._produced = 0
 
     def __enter__(self) -> OpenVideo:
         return self
@@ -152,6 +168,88 @@ class OpenVideo:
             yield from self._decode(packet)  # the last, empty packet drains the decoder
         self._drained = True
 
+    @property
+    def frames_decoded(self) -> int:
+        """Frames the decoder has put out so far."""
+        return self._decoded
+
+    def scan(self) -> PacketTable | None:
+        """Every video packet's pts and keyframe flag, read without decoding.
+
+        A pass over the file of its own (tens of milliseconds a minute of
+        720p). ``None`` when a packet has no pts (then only exact decoding
+        knows the frames' order).
+        """
+        pts: list[int] = []
+        keyframe: list[bool] = []
+        try:
+            with av.open(str(self._path), mode="r") as container:
+                stream = container.streams.video[0]  # the stream open_video took
+                for packet in container.demux(stream):
+                    if not packet.size:
+                        continue
+                    if packet.pts is None:
+                        return None
+                    pts.append(packet.pts)
+                    keyframe.append(packet.is_keyframe)
+        except av.error.FFmpegError as exc:
+            raise VideoUnreadable(
+                f"reading the container failed after {len(pts)} packets: {exc}"
+            ) from None
+        if len(set(pts)) != len(pts):
+            return None
+        return PacketTable(pts=pts, keyframe=keyframe)
+
+    def sparse_frames(self, plan: SparsePlan) -> Generator[tuple[int, av.VideoFrame], None, None]:
+        """The frames ``plan`` chose, with their index in the file, in presentation
+        order; no other packet is decoded.
+
+        Packets not in ``plan.feed`` are read and dropped; those fed but not
+        sampled are decoded at the plan's ``skip_between`` level (a frame no
+        other refers to costs nothing). Reading stops after the last packet
+        fed. A chosen frame that does not decode is counted (see :meth:`damage`).
+        """
+        self._sparse = plan
+        ctx = self.stream.codec_context
+        wanted = plan.index_of_pts
+        feed = plan.feed
+        next_feed = 0
+        position = -1
+        level: SkipFrame | None = None
+        demuxer = self._container.demux(self.stream)
+        while next_feed < len(feed):
+            try:
+                packet = next(demuxer)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:
+                raise VideoUnreadable(
+                    f"reading the container failed after {position + 1} packets: {exc}"
+                ) from None
+            if not packet.size:
+                continue
+            position += 1
+            self._packets += 1
+            if position != feed[next_feed]:
+                continue
+            next_feed += 1
+            wanted_level = plan.skip_sampled if position in plan.sampled else plan.skip_between
+            if wanted_level != level:
+                # Read per packet, also by FFmpeg's frame threads (copied at submit).
+                ctx.skip_frame = level = wanted_level
+            yield from self._chosen(self._decode(packet), wanted)
+        self._drained = True
+        yield from self._chosen(self._decode(None), wanted)
+
+    def _chosen(
+        self, frames: Iterator[av.VideoFrame], wanted: dict[int, int]
+    ) -> Iterator[tuple[int, av.VideoFrame]]:
+        for frame in frames:
+            index = wanted.get(frame.pts) if frame.pts is not None else None
+            if index is not None:
+                self._produced += 1
+                yield index, frame
+
     def damage(self) -> Damage:
         """Frames lost so far; raises ``VideoUnreadable`` if not one frame decoded.
 
@@ -162,6 +260,11 @@ class OpenVideo:
             self._drained = True
             for _ in self._decode(None):
                 pass
+        if self._sparse is not None:
+            chosen = self._sparse.frame_count
+            if self._produced == 0:
+                raise VideoUnreadable(f"none of the {chosen} frames chosen could be decoded")
+            return Damage(frames_read=chosen, frames_undecodable=chosen - self._produced)
         if self._decoded == 0:
             raise VideoUnreadable(f"no frame could be decoded ({self._packets} packets read)")
         return Damage(
@@ -179,11 +282,18 @@ class OpenVideo:
         # Counted as they come out of the decoder, whether or not the caller
         # goes on to take them all.
         self._decoded += len(frames)
-        yield from frames
+        for frame in frames:
+            if frame.time_base is None:
+                # Frames drained with decode(None) come out without one.
+                frame.time_base = self.stream.time_base
+            yield frame
 
 
-def open_video(path: Path) -> OpenVideo:
+def open_video(path: Path, *, threads: int = 0) -> OpenVideo:
     """Check and open ``path``, with threaded decoding of its first video stream.
+
+    ``threads``: FFmpeg's decoder threads (frame and slice threads); 0 lets
+    FFmpeg pick (one per CPU, plus one).
 
     Raises ``VideoUnreadable`` when the file is not a readable MP4 with a video
     stream, and ``FileNotFoundError`` when there is no file at all.
@@ -198,11 +308,12 @@ def open_video(path: Path) -> OpenVideo:
             raise VideoUnreadable("the file has no video stream")
         stream: av.VideoStream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
         info = _read_info(container, stream)
     except BaseException:
         container.close()
         raise
-    return OpenVideo(container, stream, info)
+    return OpenVideo(container, stream, info, path=path)
 
 
 def _read_info(container: Any, stream: av.VideoStream) -> VideoInfo:

@@ -98,6 +98,7 @@ async def test_an_upload_over_the_limit_is_413_and_one_at_the_limit_is_accepted(
         ({"frame_stride": "0"}, "frame_stride must be between 1 and 1000000"),
         ({"frame_stride": "two"}, "frame_stride must be an integer"),
         ({"max_frames": "-3"}, "max_frames must be between 1 and 100000"),
+        ({"sampling": "sparse"}, "sampling must be one of 'exact', 'fast' or 'keyframes'"),
     ],
 )
 async def test_bad_parameters_are_422_and_leave_nothing(

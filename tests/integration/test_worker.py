@@ -2,6 +2,7 @@
 consuming through short jobs, hands a waiting delivery back when the job in
 hand is long, and holds a delivery whose claim waits for the database."""
 
+import json
 import time
 
 import aio_pika
@@ -13,7 +14,7 @@ from services.worker.worker import Worker
 from shared.backends import Backends, open_backends
 from shared.broker import AmqpBroker
 from shared.errors import DependencyUnavailable
-from shared.jobs import JobStatus
+from shared.jobs import JobStatus, results_key
 from shared.metrics import Metrics
 from tests.support.submit import submit_video
 from tests.support.waiting import async_wait_until
@@ -277,6 +278,33 @@ async def test_a_large_enough_document_gets_its_index_uploaded_beside_it(
         assert job.output_path is not None
         index = await backends.store.exists(job.output_path + ".index")
         assert index is (threshold == 0)
+    finally:
+        await worker.stop(grace_seconds=0)
+        await backends.close()
+
+
+async def test_a_job_submitted_with_sparse_sampling_is_analysed_that_way(
+    settings, sample_mp4, tmp_path
+):
+    backends = await open_backends(settings, app_id="w")
+    worker = _worker(settings, backends, "w")
+    try:
+        await worker.start()
+        job_id = await submit_video(
+            backends, settings, sample_mp4, pipeline="basic", sampling="keyframes"
+        )
+        await async_wait_until(
+            lambda: _statuses(backends, [job_id], JobStatus.COMPLETED, 1), timeout=30, what="done"
+        )
+        job = await backends.repo.get(job_id)
+        assert job.sampling == "keyframes"
+        target = tmp_path / "results.json"
+        await backends.store.download_file(results_key(job_id), target)
+        document = json.loads(target.read_text())
+        assert document["summary"]["sampling"] == "keyframes"
+        # The sample clip's only keyframe is its first frame (x264's default GOP).
+        assert [e["frame_index"] for e in document["results"]] == [0]
+        assert document["summary"]["frames_decoded"] == 1
     finally:
         await worker.stop(grace_seconds=0)
         await backends.close()
