@@ -21,6 +21,8 @@ need_apt=()
 command -v tesseract >/dev/null || need_apt+=(tesseract-ocr)
 command -v kubectl >/dev/null || need_apt+=(kubectl)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+# The pipeline benchmark's reference rows (its smoke run is a test).
+command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         log "installing ${need_apt[*]}"
