@@ -191,7 +191,9 @@ def _add_webhooks(
             {"x-queue-type": "quorum", "x-delivery-limit": DEAD_LETTER_LOOKS},
         ),
     ]
-    bindings += [Binding(settings.exchange_events, settings.queue_webhooks, k) for k in WEBHOOK_EVENTS]
+    bindings += [
+        Binding(settings.exchange_events, settings.queue_webhooks, k) for k in WEBHOOK_EVENTS
+    ]
     bindings += [
         Binding(settings.exchange_webhooks, settings.queue_webhooks, WEBHOOK_KEY),
         Binding(settings.exchange_webhooks_dead, settings.queue_webhooks_dead, ""),
