@@ -69,8 +69,8 @@ def refusal(address: Address) -> str | None:
         (address.is_link_local, "link-local"),
         (address.is_multicast, "multicast"),
         (isinstance(address, ipaddress.IPv6Address) and address in _UNIQUE_LOCAL, "unique-local"),
-        (address.is_private, "private"),
         (address.is_reserved, "reserved"),
+        (address.is_private, "private"),
         # Shared address space (100.64.0.0/10) and the rest of what IANA
         # lists as not globally reachable.
         (not address.is_global, "not globally reachable"),
