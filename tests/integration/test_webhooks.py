@@ -274,3 +274,34 @@ async def test_the_delivery_log_is_its_owner_s_and_callback_url_is_checked_at_su
             assert missing.status_code == 404
     finally:
         await app.state.backends.close()
+
+
+async def test_videoq_dev_s_memory_broker_delivers_retries_and_parks_the_same_way(hook_settings):
+    from shared.broker import MemoryBroker
+
+    repo = await connect_repository(hook_settings.database_url.get_secret_value(), migrate=True)
+    broker = MemoryBroker(hook_settings)
+    notifier = Notifier(settings=hook_settings, repo=repo, broker=broker, metrics=Metrics())
+    await notifier.start()
+    try:
+        with receiver([500, 204, 500]) as hook:
+            delivered = await finished_job(repo, broker, callback_url=hook.url)
+            await async_wait_until(
+                lambda: _log_when(repo, delivered, 2), timeout=30, what="retried, delivered"
+            )
+            parked = await finished_job(repo, broker, callback_url=hook.url, fail=True)
+
+            async def letters():
+                return await broker.dead_letters(limit=10, lot="webhooks")
+
+            letter = (await async_wait_until(letters, timeout=30, what="parked"))[0]
+        assert [r.status for r in hook.received] == [500, 204, 500, 500, 500]
+        assert [verified(r)["type"] for r in hook.received] == ["job.completed"] * 2 + [
+            "job.failed"
+        ] * 3
+        assert letter.job_id == str(parked)
+        assert [a.attempt for a in await repo.list_deliveries(parked, limit=10)] == [1, 2, 3]
+    finally:
+        await notifier.stop(grace_seconds=5)
+        await broker.close()
+        await repo.close()
