@@ -170,6 +170,8 @@ class JobEvent:
     attempt: int
     tag: str | None
     occurred_at: datetime
+    #: A webhook is owed: the job has a ``callback_url`` and this event ends it.
+    webhook: bool = False
 
     @property
     def routing_key(self) -> str:

@@ -30,7 +30,7 @@ PROCESS_KEY = "process"
 #: Routing key of webhook deliveries on the webhooks exchange (fresh, from a
 #: retry tier, or redelivered by an operator).
 WEBHOOK_KEY = "deliver"
-#: Job events that owe a webhook (routing keys on the events exchange).
+#: Job events that owe a webhook (when their job has a ``callback_url``).
 WEBHOOK_EVENTS = ("job.completed", "job.failed")
 #: How often an operator may list a parked message before RabbitMQ drops it.
 DEAD_LETTER_LOOKS = 1_000_000
@@ -167,11 +167,12 @@ def _add_tiers(
 def _add_webhooks(
     settings: Settings, exchanges: list[Exchange], queues: list[Queue], bindings: list[Binding]
 ) -> tuple[str, ...]:
-    """The notifier's part: its delivery queue fed by the terminal job
-    events, its retry tiers and its parking lot (docs/webhooks.md)."""
+    """The notifier's part: its delivery queue (the janitor publishes there
+    each terminal event of a job with a ``callback_url``), its retry tiers
+    and its parking lot (docs/webhooks.md)."""
     exchanges += [
-        # Deliveries coming back from a tier or an operator: not through the
-        # events exchange, so integrators' queues never see them twice.
+        # New deliveries, and those back from a tier or an operator; not
+        # through the events exchange, so integrators never see one twice.
         Exchange(settings.exchange_webhooks, "direct"),
         Exchange(settings.exchange_webhooks_retry, "direct"),
         Exchange(settings.exchange_webhooks_dead, "fanout"),
@@ -190,9 +191,6 @@ def _add_webhooks(
             settings.queue_webhooks_dead,
             {"x-queue-type": "quorum", "x-delivery-limit": DEAD_LETTER_LOOKS},
         ),
-    ]
-    bindings += [
-        Binding(settings.exchange_events, settings.queue_webhooks, k) for k in WEBHOOK_EVENTS
     ]
     bindings += [
         Binding(settings.exchange_webhooks, settings.queue_webhooks, WEBHOOK_KEY),

@@ -1,7 +1,8 @@
 """The notifier: deliver each terminal job event to its job's ``callback_url``.
 
-It consumes ``videoq.webhooks.deliver``, which the ``job.completed`` and
-``job.failed`` events of ``videoq.events`` feed. For each delivery it reads
+It consumes ``videoq.webhooks.deliver``, where the janitor publishes the
+``job.completed`` and ``job.failed`` events of jobs with a ``callback_url``
+(``shared.outbox.publish_owed_events``). For each delivery it reads
 the job row (an erased job gets no webhook), builds the body from it, signs
 it with the client's secret, checks the URL with the SSRF guard and POSTs it
 to the address it checked. Then it logs the attempt in

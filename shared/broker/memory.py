@@ -16,7 +16,7 @@ from shared.broker.base import DeadLetter, Delivery, Handler, Lot
 from shared.jobs import JobEvent
 from shared.payload import build_payload
 from shared.settings import Settings
-from shared.topology import WEBHOOK_EVENTS, build_topology
+from shared.topology import build_topology
 
 _Item = tuple[bytes, str | None, dict[str, Any]]
 
@@ -84,8 +84,6 @@ class MemoryBroker:
 
     async def publish_event(self, event: JobEvent) -> None:
         self.published.append((event.routing_key, event.body()))
-        if event.routing_key in WEBHOOK_EVENTS:  # the binding of the webhook queue
-            self._webhooks.put_nowait((event.body(), f"{event.job_id}:{event.event_id}", {}))
 
     async def publish_webhook(
         self, body: bytes, *, message_id: str, attempts: int, tier: str | None = None

@@ -16,7 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from shared.errors import DependencyUnavailable
-from shared.jobs import CANCELLED, Job, JobEvent, JobStatus, Transition
+from shared.jobs import CANCELLED, TERMINAL, Job, JobEvent, JobStatus, Transition
 from shared.repository.base import ExpiredLeases, LockedRows, Retained
 from shared.repository.migrate import apply_migrations
 from shared.webhooks.model import DeliveryAttempt
@@ -530,9 +530,11 @@ class PostgresJobRepository:
                 # An erased job publishes nothing more: its owed events are
                 # skipped here and deleted with it.
                 rows = await conn.fetch(
-                    "SELECT * FROM job_events e WHERE published_at IS NULL AND NOT EXISTS"
-                    " (SELECT 1 FROM jobs j WHERE j.job_id = e.job_id AND j.erase_requested)"
-                    " ORDER BY event_id LIMIT $1",
+                    "SELECT e.event_id, e.job_id, e.status, e.attempt, e.tag, e.occurred_at,"
+                    " j.callback_url IS NOT NULL AS has_callback"
+                    " FROM job_events e JOIN jobs j ON j.job_id = e.job_id"
+                    " WHERE e.published_at IS NULL AND NOT j.erase_requested"
+                    " ORDER BY e.event_id LIMIT $1",
                     limit,
                 )
                 events = [
@@ -543,6 +545,7 @@ class PostgresJobRepository:
                         attempt=row["attempt"],
                         tag=row["tag"],
                         occurred_at=row["occurred_at"],
+                        webhook=row["has_callback"] and JobStatus(row["status"]) in TERMINAL,
                     )
                     for row in rows
                 ]

@@ -200,6 +200,7 @@ ROLE_NEEDS = {
         ("write", "videoq.dead"),
         ("read", "videoq.dead.jobs"),
         ("write", "videoq.events"),
+        ("write", "videoq.webhooks"),  # the webhooks owed by terminal events
     },
     # The notifier consumes the deliveries, retries them and parks them.
     "videoq-notifier": {

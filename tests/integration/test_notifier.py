@@ -199,8 +199,8 @@ async def test_an_erased_job_gets_no_webhook(stack, hook_settings):
         )
         await repo.claim(job_id, owner="w", lease_seconds=30)
         await repo.complete(job_id, owner="w", output_path="y")
-        # Erased before its event reaches the notifier: the event row goes with the
-        # job (cascade), so hold a copy and publish it after the delete.
+        # Erased before its webhook reaches the notifier: the event row goes with
+        # the job (cascade), so hold a copy and publish it after the delete.
         async with repo.lock_unpublished_events(limit=100) as owed:
             events = [e for e in owed.rows if e.job_id == job_id]
             await owed.record(owed.rows)
@@ -208,7 +208,10 @@ async def test_an_erased_job_gets_no_webhook(stack, hook_settings):
         await conn.execute("DELETE FROM jobs WHERE job_id = $1", job_id)
         await conn.close()
         for event in events:
-            await broker.publish_event(event)
+            if event.webhook:
+                await broker.publish_webhook(
+                    event.body(), message_id=f"{event.job_id}:{event.event_id}", attempts=0
+                )
         # A second job's webhook comes after the first in the queue: once it
         # is delivered, the first was handled (dropped).
         later = await finished_job(repo, broker, callback_url=hook.url)
