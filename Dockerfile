@@ -3,6 +3,7 @@
 #   docker build --target api     -t videoq-api .
 #   docker build --target worker  -t videoq-worker .
 #   docker build --target janitor -t videoq-janitor .
+#   docker build --target notifier -t videoq-notifier .
 #   docker build --target migrate -t videoq-migrate .   # `videoq migrate`, then exits
 # Each container runs exactly one service. Configuration comes from VIDEOQ_*
 # environment variables at run time; nothing secret is baked in.
@@ -89,6 +90,13 @@ EXPOSE 9100
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('VIDEOQ_OPS_PORT', '9100'), timeout=4)"]
 CMD ["videoq-janitor"]
+
+# ---- notifier: delivers the signed webhooks; health and metrics on VIDEOQ_OPS_PORT
+FROM runtime AS notifier
+EXPOSE 9100
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('VIDEOQ_OPS_PORT', '9100'), timeout=4)"]
+CMD ["videoq-notifier"]
 
 # ---- migrate: applies the SQL migrations once and exits (a one-shot) ---------
 FROM runtime AS migrate

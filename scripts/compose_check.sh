@@ -92,7 +92,7 @@ export VIDEOQ_TAG="ci-$context_hash"
 
 ENV_FILE=var/compose/run.env
 python3 - "$ENV_FILE" <<'PY'
-import hashlib, secrets, socket, sys
+import base64, hashlib, secrets, socket, sys
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -104,7 +104,8 @@ values = {
     name: secrets.token_hex(24)
     for name in (
         "VIDEOQ_RABBITMQ_API_PASSWORD", "VIDEOQ_RABBITMQ_WORKER_PASSWORD",
-        "VIDEOQ_RABBITMQ_JANITOR_PASSWORD", "RABBITMQ_ADMIN_PASSWORD", "POSTGRES_PASSWORD",
+        "VIDEOQ_RABBITMQ_JANITOR_PASSWORD", "VIDEOQ_RABBITMQ_NOTIFIER_PASSWORD",
+        "RABBITMQ_ADMIN_PASSWORD", "POSTGRES_PASSWORD",
         "VIDEOQ_DB_OWNER_PASSWORD", "VIDEOQ_DB_APP_PASSWORD", "MINIO_ROOT_PASSWORD",
         "VIDEOQ_S3_SECRET_KEY",
     )
@@ -116,6 +117,7 @@ values |= {
     # `videoq hash-key --client ci KEY` prints the same.
     "VIDEOQ_API_KEYS": "ci:" + hashlib.sha256(api_key.encode()).hexdigest(),
     "VIDEOQ_TEST_COMPOSE_API_KEY": api_key,
+    "VIDEOQ_WEBHOOK_SECRETS": "ci:whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
     "API_HOST_PORT": free_port(),
     "RABBITMQ_AMQP_HOST_PORT": free_port(),
     "RABBITMQ_MANAGEMENT_HOST_PORT": free_port(),

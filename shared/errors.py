@@ -9,6 +9,7 @@ Adapters turn library errors into these at their boundary.
 from __future__ import annotations
 
 __all__ = [
+    "CallbackRefused",
     "CannotStart",
     "DependencyUnavailable",
     "EmptyUpload",
@@ -32,6 +33,7 @@ __all__ = [
     "UploadTooLarge",
     "VideoUnreadable",
     "VideoqError",
+    "WebhookFailed",
 ]
 
 
@@ -63,8 +65,18 @@ class JobTimedOut(TransientError):
         return cls(f"Job exceeded the time limit of {limit_seconds:g} s")
 
 
+class WebhookFailed(TransientError):
+    """A webhook attempt got no 2xx answer (status, timeout, connection
+    error): the delivery goes to its next retry tier."""
+
+
 class PermanentError(VideoqError):
     """Will fail the same way every time: the job fails at once."""
+
+
+class CallbackRefused(PermanentError):
+    """A ``callback_url`` the SSRF rules refuse (docs/webhooks.md): 422 at
+    submit, a delivery that fails for good without connecting later."""
 
 
 class VideoUnreadable(PermanentError):

@@ -147,6 +147,8 @@ class Job:
     results_expired_at: datetime | None = None
     #: Erasure was asked for: the job is erased once it is failed or completed.
     erase_requested: bool = False
+    #: Where the job's end is announced (a signed webhook), if anywhere.
+    callback_url: str | None = None
 
     @property
     def frame_stride(self) -> int:
@@ -173,6 +175,8 @@ class JobEvent:
     attempt: int
     tag: str | None
     occurred_at: datetime
+    #: A webhook is owed: the job has a ``callback_url`` and this event ends it.
+    webhook: bool = False
 
     @property
     def routing_key(self) -> str:

@@ -54,6 +54,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # outcome: delivered, retried, parked, dropped (job gone, no secret)
+        self.webhook_attempts = Counter(
+            "videoq_webhook_attempts_total",
+            "Webhook delivery attempts by the notifier, by outcome",
+            ["outcome"],
+            registry=r,
+        )
         # outcome: completed, failed, retried, released, cancelled, lost, unrecorded
         self.job_duration = Histogram(
             "videoq_job_duration_seconds",

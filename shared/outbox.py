@@ -4,7 +4,8 @@ The job table is the outbox. A ``pending`` job whose ``published_at`` is
 empty is owed its work message; a job that failed for good (not a cancelled
 one) whose ``parked_at`` is empty is owed a copy in the dead-letter queue
 ``videoq.dead.jobs``; a ``job_events`` row whose ``published_at`` is empty is
-owed its event. The words for what happens to them:
+owed its event (and, when it ends a job that has a ``callback_url``, its
+webhook delivery). The words for what happens to them:
 
 - **publish**: send a job's work message to the broker;
 - **park**: put a copy of a failed job in the dead-letter queue;
@@ -188,7 +189,8 @@ async def publish_owed_events(
     broker: Broker, repo: JanitorRepository, *, limit: int
 ) -> list[JobEvent]:
     """Publish and record unpublished status events in the order they
-    happened (one janitor at a time). Returns them.
+    happened (one janitor at a time), each event that ends a job with a
+    ``callback_url`` also to the webhook delivery queue. Returns them.
 
     Raises:
         DependencyUnavailable: as ``publish_owed``.
@@ -196,5 +198,9 @@ async def publish_owed_events(
     async with repo.lock_unpublished_events(limit=limit) as owed:
         for event in owed.rows:
             await broker.publish_event(event)
+            if event.webhook:
+                await broker.publish_webhook(
+                    event.body(), message_id=f"{event.job_id}:{event.event_id}", attempts=0
+                )
         await owed.record(owed.rows)
     return owed.rows

@@ -7,12 +7,36 @@ environment itself.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "redact_url"]
+__all__ = ["Settings", "parse_webhook_secrets", "redact_url"]
+
+
+def parse_webhook_secrets(value: SecretStr) -> dict[str, SecretStr]:
+    """``client_id:whsec_<base64>,...`` as client id -> key bytes (base64, kept secret).
+
+    Raises:
+        ValueError: an entry is malformed (the message names its position, not its value).
+    """
+    secrets: dict[str, SecretStr] = {}
+    for number, entry in enumerate(value.get_secret_value().split(","), start=1):
+        if not entry.strip():
+            continue
+        client, sep, secret = entry.strip().partition(":")
+        if not sep or not client or not secret.startswith("whsec_"):
+            raise ValueError(f"webhook_secrets entry {number} is not client_id:whsec_<base64>")
+        try:
+            base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            raise ValueError(f"webhook_secrets entry {number}: the key is not base64") from None
+        secrets[client] = SecretStr(secret.removeprefix("whsec_"))
+    return secrets
 
 
 def redact_url(url: str) -> str:
@@ -28,7 +52,10 @@ def redact_url(url: str) -> str:
 class Settings(BaseSettings):
     """videoq's configuration; see the README's settings table."""
 
-    model_config = SettingsConfigDict(env_prefix="VIDEOQ_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused value may be a secret (webhook_secrets, a URL).
+    model_config = SettingsConfigDict(
+        env_prefix="VIDEOQ_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     #: RabbitMQ connection URL.
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
@@ -117,6 +144,33 @@ class Settings(BaseSettings):
     #: Topic exchange of job status events (routing keys ``job.<status>``).
     exchange_events: str = "videoq.events"
 
+    # --- webhooks (docs/webhooks.md) -------------------------------------------
+    #: Signing secrets, ``client_id:whsec_<base64>`` pairs separated by commas
+    #: (a client without one gets no webhooks). Keep it in a Secret.
+    webhook_secrets: SecretStr | None = None
+    #: Delays of the webhook retry tiers, in seconds, shortest first; a
+    #: delivery that fails once more after the last is parked.
+    webhook_retry_delays: Annotated[tuple[float, ...], NoDecode] = (
+        10.0,
+        60.0,
+        600.0,
+        3600.0,
+        21600.0,
+    )
+    #: Allow ``http://`` callback URLs (tests, a receiver on a private network).
+    webhook_allow_http: bool = False
+    #: CIDRs a callback host may resolve into although they are not public.
+    webhook_allow_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    #: One attempt's time limit (connect, send, first byte), in seconds.
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    #: Deliveries one notifier sends at once.
+    webhook_concurrency: int = Field(default=8, ge=1)
+    exchange_webhooks: str = "videoq.webhooks"
+    queue_webhooks: str = "videoq.webhooks.deliver"
+    exchange_webhooks_retry: str = "videoq.webhooks.retry"
+    exchange_webhooks_dead: str = "videoq.webhooks.dead"
+    queue_webhooks_dead: str = "videoq.dead.webhooks"
+
     #: Apply pending migrations at start-up (under an advisory lock). Turn it
     #: off where a Kubernetes Job runs ``videoq migrate`` once per rollout.
     migrate_on_start: bool = True
@@ -139,14 +193,14 @@ class Settings(BaseSettings):
     log_format: str = Field(default="json", pattern="^(json|text)$")
     log_level: str = "INFO"
 
-    @field_validator("retry_delays", mode="before")
+    @field_validator("retry_delays", "webhook_retry_delays", mode="before")
     @classmethod
     def _parse_delays(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(float(part) for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("plugins", mode="before")
+    @field_validator("plugins", "webhook_allow_networks", mode="before")
     @classmethod
     def _parse_plugins(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -171,13 +225,29 @@ class Settings(BaseSettings):
             grants.append((client, prefix if prefix.endswith("/") else prefix + "/"))
         return tuple(grants)
 
-    @field_validator("retry_delays")
+    @field_validator("retry_delays", "webhook_retry_delays")
     @classmethod
-    def _check_delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+    def _check_delays(cls, value: tuple[float, ...], info: ValidationInfo) -> tuple[float, ...]:
         if not value or any(d <= 0 for d in value):
-            raise ValueError("retry_delays needs at least one positive delay")
+            raise ValueError(f"{info.field_name} needs at least one positive delay")
         if list(value) != sorted(value):
-            raise ValueError("retry_delays must be in increasing order")
+            raise ValueError(f"{info.field_name} must be in increasing order")
+        return value
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
+        return value
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _check_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        # Parsed here so a malformed entry stops the start-up; the message
+        # never repeats the value (a secret).
+        if value is not None:
+            parse_webhook_secrets(value)
         return value
 
     @model_validator(mode="after")
@@ -192,4 +262,5 @@ class Settings(BaseSettings):
         data["amqp_url"] = redact_url(self.amqp_url.get_secret_value())
         data["database_url"] = redact_url(self.database_url.get_secret_value())
         data["api_keys"] = "***" if self.api_keys else None
+        data["webhook_secrets"] = "***" if self.webhook_secrets else None
         return data

@@ -15,6 +15,8 @@ from shared.settings import Settings
 __all__ = [
     "DEAD_LETTER_LOOKS",
     "PROCESS_KEY",
+    "WEBHOOK_EVENTS",
+    "WEBHOOK_KEY",
     "Binding",
     "Exchange",
     "Queue",
@@ -25,6 +27,11 @@ __all__ = [
 
 #: Routing key of new work on the jobs exchange.
 PROCESS_KEY = "process"
+#: Routing key of webhook deliveries on the webhooks exchange (fresh, from a
+#: retry tier, or redelivered by an operator).
+WEBHOOK_KEY = "deliver"
+#: Job events that owe a webhook (when their job has a ``callback_url``).
+WEBHOOK_EVENTS = ("job.completed", "job.failed")
 #: How often an operator may list a parked message before RabbitMQ drops it.
 DEAD_LETTER_LOOKS = 1_000_000
 
@@ -55,6 +62,8 @@ class Topology:
     bindings: tuple[Binding, ...]
     #: Retry tier names, shortest delay first (routing keys on the retry exchange).
     tiers: tuple[str, ...]
+    #: The webhook retry tiers' names (routing keys on the webhooks' retry exchange).
+    webhook_tiers: tuple[str, ...] = ()
 
 
 def tier_name(delay_seconds: float) -> str:
@@ -82,13 +91,13 @@ def _quorum(**extra: Any) -> dict[str, Any]:
 def build_topology(settings: Settings) -> Topology:
     """Exchanges, queues (with their arguments) and bindings for ``settings``."""
     tiers = tuple(tier_name(d) for d in settings.retry_delays)
-    exchanges = (
+    exchanges = [
         Exchange(settings.exchange_jobs, "direct"),
         Exchange(settings.exchange_retry, "direct"),
         Exchange(settings.exchange_dead, "fanout"),
         # Integrators bind their own queues here (``job.*``, ``job.completed``, ...).
         Exchange(settings.exchange_events, "topic"),
-    )
+    ]
     queues = [
         Queue(
             settings.queue_process,
@@ -114,19 +123,83 @@ def build_topology(settings: Settings) -> Topology:
         Binding(settings.exchange_jobs, settings.queue_process, PROCESS_KEY),
         Binding(settings.exchange_dead, settings.queue_dead, ""),
     ]
-    for tier, delay in zip(tiers, settings.retry_delays, strict=True):
-        name = f"{settings.exchange_retry}.{tier}"
+    _add_tiers(
+        queues,
+        bindings,
+        exchange=settings.exchange_retry,
+        delays=settings.retry_delays,
+        back_to=(settings.exchange_jobs, PROCESS_KEY),
+    )
+    webhook_tiers = _add_webhooks(settings, exchanges, queues, bindings)
+    return Topology(tuple(exchanges), tuple(queues), tuple(bindings), tiers, webhook_tiers)
+
+
+def _add_tiers(
+    queues: list[Queue],
+    bindings: list[Binding],
+    *,
+    exchange: str,
+    delays: tuple[float, ...],
+    back_to: tuple[str, str],
+) -> tuple[str, ...]:
+    """Retry tiers: one TTL queue per delay, bound to ``exchange`` with the
+    tier's name, dead-lettering back to ``back_to`` (exchange, routing key)
+    when the delay is over. The jobs and the webhooks retry the same way."""
+    tiers = tuple(tier_name(d) for d in delays)
+    for tier, delay in zip(tiers, delays, strict=True):
+        name = f"{exchange}.{tier}"
         queues.append(
             Queue(
                 name,
                 _quorum(
                     **{
                         "x-message-ttl": int(delay * 1000),
-                        "x-dead-letter-exchange": settings.exchange_jobs,
-                        "x-dead-letter-routing-key": PROCESS_KEY,
+                        "x-dead-letter-exchange": back_to[0],
+                        "x-dead-letter-routing-key": back_to[1],
                     }
                 ),
             )
         )
-        bindings.append(Binding(settings.exchange_retry, name, tier))
-    return Topology(tuple(exchanges), tuple(queues), tuple(bindings), tiers)
+        bindings.append(Binding(exchange, name, tier))
+    return tiers
+
+
+def _add_webhooks(
+    settings: Settings, exchanges: list[Exchange], queues: list[Queue], bindings: list[Binding]
+) -> tuple[str, ...]:
+    """The notifier's part: its delivery queue (the janitor publishes there
+    each terminal event of a job with a ``callback_url``), its retry tiers
+    and its parking lot (docs/webhooks.md)."""
+    exchanges += [
+        # New deliveries, and those back from a tier or an operator; not
+        # through the events exchange, so integrators never see one twice.
+        Exchange(settings.exchange_webhooks, "direct"),
+        Exchange(settings.exchange_webhooks_retry, "direct"),
+        Exchange(settings.exchange_webhooks_dead, "fanout"),
+    ]
+    queues += [
+        Queue(
+            settings.queue_webhooks,
+            _quorum(
+                **{
+                    "x-delivery-limit": settings.delivery_limit,
+                    "x-dead-letter-exchange": settings.exchange_webhooks_dead,
+                }
+            ),
+        ),
+        Queue(
+            settings.queue_webhooks_dead,
+            {"x-queue-type": "quorum", "x-delivery-limit": DEAD_LETTER_LOOKS},
+        ),
+    ]
+    bindings += [
+        Binding(settings.exchange_webhooks, settings.queue_webhooks, WEBHOOK_KEY),
+        Binding(settings.exchange_webhooks_dead, settings.queue_webhooks_dead, ""),
+    ]
+    return _add_tiers(
+        queues,
+        bindings,
+        exchange=settings.exchange_webhooks_retry,
+        delays=settings.webhook_retry_delays,
+        back_to=(settings.exchange_webhooks, WEBHOOK_KEY),
+    )

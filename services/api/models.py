@@ -24,11 +24,15 @@ from pydantic import (
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
-from shared.errors import InvalidParameter, PipelineNotFound, VideoqError
+from shared.errors import CallbackRefused, InvalidParameter, PipelineNotFound, VideoqError
 from shared.jobs import Job, JobStatus
 from shared.settings import Settings
+from shared.webhooks.model import DeliveryAttempt
+from shared.webhooks.ssrf import CallbackPolicy
 
 __all__ = [
+    "Delivery",
+    "DeliveryList",
     "ErrorResponse",
     "JobList",
     "ResultsResponse",
@@ -172,6 +176,8 @@ class SubmitForm(BaseModel):
         ),
         BeforeValidator(_stripped),
     ] = None
+    #: Where the job's end is announced; :func:`submit_form` adds the deployment's rules.
+    callback_url: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -221,6 +227,7 @@ class SubmitForm(BaseModel):
             },
             "tag": self.tag,
             "metadata": self.metadata,
+            "callback_url": self.callback_url,
         }
 
     @classmethod
@@ -239,6 +246,32 @@ class SubmitForm(BaseModel):
         return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
+def _callback_url(settings: Settings) -> tuple[Any, Any]:
+    """The ``callback_url`` field under the deployment's SSRF rules, as far
+    as they go without a lookup (``submission`` resolves the host)."""
+    policy = CallbackPolicy.from_settings(settings)
+
+    def check(url: str | None) -> str | None:
+        if url is not None:
+            try:
+                policy.check_url(url)
+            except CallbackRefused as exc:
+                raise PydanticCustomError("callback_url_refused", str(exc)) from None
+        return url
+
+    schemes = "https or http" if settings.webhook_allow_http else "https"
+    return (
+        Annotated[str | None, BeforeValidator(_stripped), AfterValidator(check)],
+        Field(
+            None,
+            description=f"A {schemes} URL that gets a signed webhook (JSON POST) when the job"
+            " completes or fails; its host must resolve to public addresses"
+            " (docs/webhooks.md)",
+            json_schema_extra={"format": "uri", "maxLength": 2048},
+        ),
+    )
+
+
 def submit_form(settings: Settings, pipelines: Sequence[str]) -> type[SubmitForm]:
     """The submit form of a deployment: its pipelines, defaults and ``max_frames`` cap."""
     registered = cast(Any, Literal)[tuple(pipelines)]
@@ -255,6 +288,7 @@ def submit_form(settings: Settings, pipelines: Sequence[str]) -> type[SubmitForm
         ),
         "frame_stride": (_FrameStride, settings.default_frame_stride),
         "max_frames": (_MaxFrames, Field(None, le=settings.max_frames_limit)),
+        "callback_url": _callback_url(settings),
     }
     form = create_model("SubmitForm", __base__=SubmitForm, __module__=__name__, **deployment)
     form.max_upload_bytes = settings.max_upload_bytes
@@ -336,6 +370,36 @@ class JobList(BaseModel):
     jobs: list[StatusResponse]
     #: Pass as ``cursor`` for the next page; ``null`` on the last one.
     next_cursor: str | None
+
+
+class Delivery(BaseModel):
+    """One attempt to deliver a job's webhook."""
+
+    webhook_id: str = Field(description="The webhook-id header: the same for every attempt")
+    type: str = Field(description="job.completed or job.failed")
+    attempt: int = Field(description="1 for the first attempt, 2 for the first retry, ...")
+    status_code: int | None = Field(description="The receiver's HTTP status; null: no answer")
+    error: str | None = Field(description="Why the attempt failed; null when it succeeded")
+    at: datetime
+    next_attempt_at: datetime | None = Field(
+        description="When the next attempt is due; null when none is"
+    )
+
+    @classmethod
+    def of(cls, attempt: DeliveryAttempt) -> Delivery:
+        return cls(
+            webhook_id=attempt.webhook_id,
+            type=attempt.type,
+            attempt=attempt.attempt,
+            status_code=attempt.status_code,
+            error=attempt.error,
+            at=attempt.at,
+            next_attempt_at=attempt.next_attempt_at,
+        )
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[Delivery]
 
 
 class ErrorResponse(BaseModel):

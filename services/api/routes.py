@@ -23,6 +23,8 @@ from starlette.background import BackgroundTask
 
 from services.api.deps import Backend, Caller, Config, MetricsDep, Pages, SubmitFields
 from services.api.models import (
+    Delivery,
+    DeliveryList,
     ErrorResponse,
     JobList,
     ResultsResponse,
@@ -162,6 +164,25 @@ JobId = Annotated[UUID, Path(description="The job id returned by submit")]
 )
 async def status(job_id: JobId, backends: Backend, caller: Caller) -> StatusResponse:
     return StatusResponse.of(await _own_job(backends, job_id, caller))
+
+
+#: A job has one webhook per terminal event, each at most a few attempts.
+_MAX_DELIVERIES = 1000
+
+
+@_jobs.get(
+    "/jobs/{job_id}/deliveries",
+    name="deliveries",
+    response_model=DeliveryList,
+    responses={401: _401, 404: _404, 422: _422_JOB_ID, 503: _503},
+    summary="The job's webhook delivery log",
+)
+async def deliveries(job_id: JobId, backends: Backend, caller: Caller) -> DeliveryList:
+    """Every attempt to deliver the job's webhooks to its ``callback_url``,
+    oldest first (empty when it has none, or none is due yet)."""
+    await _own_job(backends, job_id, caller)
+    attempts = await backends.repo.list_deliveries(job_id, limit=_MAX_DELIVERIES)
+    return DeliveryList(deliveries=[Delivery.of(a) for a in attempts])
 
 
 async def _with_job_fields(prefix: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

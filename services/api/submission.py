@@ -24,10 +24,18 @@ from services.api.source import Source, check_source
 from services.api.upload import receive_upload
 from shared import outbox
 from shared.backends import Backends
-from shared.errors import DependencyUnavailable, InvalidParameter, JobConflict, TooManyJobs
+from shared.errors import (
+    CallbackRefused,
+    DependencyUnavailable,
+    InvalidParameter,
+    JobConflict,
+    TooManyJobs,
+    WebhookFailed,
+)
 from shared.jobs import Job, input_key
 from shared.metrics import Metrics
 from shared.settings import Settings
+from shared.webhooks.ssrf import CallbackPolicy
 
 __all__ = ["SubmitRequest", "Submitted", "submit_job"]
 
@@ -97,6 +105,8 @@ async def submit_job(
             source = await check_source(
                 parsed.source, client_id=client_id, settings=settings, store=backends.store
             )
+        if fields["callback_url"] is not None:
+            await _check_callback(settings, fields["callback_url"])
     except BaseException:
         if received.upload is not None:
             await received.upload.abort()
@@ -154,6 +164,15 @@ async def submit_job(
     # Recorded after the 202 (outbox.record_published): one database round
     # trip less before the client hears back.
     return Submitted(job_id, published=await outbox.publish(backends.broker, job_id))
+
+
+async def _check_callback(settings: Settings, url: str) -> None:
+    """Refuse a callback URL whose host does not resolve, or resolves to an
+    address the SSRF rules refuse (the delivery checks it again each time)."""
+    try:
+        await CallbackPolicy.from_settings(settings).resolve(url)
+    except (CallbackRefused, WebhookFailed) as exc:
+        raise InvalidParameter(str(exc)) from None
 
 
 #: A submit names its input in exactly one of these (a form part or field).

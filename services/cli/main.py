@@ -411,12 +411,22 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dlq", help="inspect and replay the dead-letter queue")
     dlq = p.add_subparsers(dest="dlq_command", required=True)
-    q = dlq.add_parser("list", help="show parked messages and why")
+    lot = argparse.ArgumentParser(add_help=False)
+    lot.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="the parked webhook deliveries (videoq.dead.webhooks) instead of the jobs",
+    )
+    q = dlq.add_parser("list", help="show parked messages and why", parents=[lot])
     q.add_argument("--limit", type=int, default=100)
-    q = dlq.add_parser("replay", help="failed -> pending and publish again")
+    q = dlq.add_parser(
+        "replay",
+        help="failed -> pending and publish again (--webhooks: deliver again)",
+        parents=[lot],
+    )
     q.add_argument("job", nargs="?", help="one job id (default: every parked message)")
     q.add_argument("--limit", type=int, default=1000)
-    dlq.add_parser("purge", help="drop every parked message")
+    dlq.add_parser("purge", help="drop every parked message", parents=[lot])
     p.set_defaults(func=_cmd_dlq)
     return parser
 

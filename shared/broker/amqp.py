@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -33,13 +33,13 @@ from aio_pika.abc import (
 )
 from aio_pika.connection import make_url
 
-from shared.broker.base import DeadLetter, Handler
+from shared.broker.base import DeadLetter, Handler, Lot
 from shared.broker.base import Delivery as Delivery
 from shared.errors import CannotStart, DependencyUnavailable
 from shared.jobs import JobEvent
 from shared.payload import CONTENT_TYPE, MESSAGE_TYPE, build_payload
 from shared.settings import Settings
-from shared.topology import PROCESS_KEY, Topology, build_topology
+from shared.topology import PROCESS_KEY, WEBHOOK_KEY, Topology, build_topology
 
 __all__ = ["AmqpBroker"]
 
@@ -91,7 +91,8 @@ class AmqpBroker:
         self._app_id = app_id
         self._exchanges: dict[str, AbstractExchange] = {}
         self._queues: dict[str, AbstractQueue] = {}
-        self._consumer_tag: str | None = None
+        #: Consumer tags by queue name.
+        self._consumer_tags: dict[str, str] = {}
         #: The tasks handling deliveries (a reference keeps each alive).
         self._handlers: set[asyncio.Future[None]] = set()
 
@@ -225,10 +226,57 @@ class AmqpBroker:
             self._settings.exchange_events, event.routing_key, message, mandatory=False
         )
 
+    async def publish_webhook(
+        self, body: bytes, *, message_id: str, attempts: int, tier: str | None = None
+    ) -> None:
+        message = self._message(body, message_id=message_id, headers={"attempts": attempts})
+        if tier is None:
+            await self._publish(self._settings.exchange_webhooks, WEBHOOK_KEY, message)
+        else:
+            if tier not in self._topology.webhook_tiers:
+                raise ValueError(f"unknown webhook retry tier {tier!r}")
+            await self._publish(self._settings.exchange_webhooks_retry, tier, message)
+
+    async def park_webhook(
+        self, body: bytes, *, message_id: str, reason: str, attempts: int
+    ) -> None:
+        message = self._message(
+            body, message_id=message_id, headers={"reason": reason, "attempts": attempts}
+        )
+        await self._publish(self._settings.exchange_webhooks_dead, "", message)
+
     async def consume(self, handler: Handler, *, prefetch: int) -> None:
+        await self._consume(
+            self._queues[self._settings.queue_process],
+            handler,
+            prefetch=prefetch,
+            hand_back=self._hand_back,
+        )
+
+    async def consume_webhooks(self, handler: Handler, *, prefetch: int) -> None:
+        # Declared again, robust this time, so its consumer comes back after a
+        # reconnect (only the consuming service pays the re-declare).
+        spec = next(q for q in self._topology.queues if q.name == self._settings.queue_webhooks)
+        with _unavailable():
+            queue = await self._channel.declare_queue(
+                spec.name, durable=True, arguments=spec.arguments, robust=True
+            )
+
+        async def requeue(message: AbstractIncomingMessage) -> None:
+            await self._settle(message, message.nack(requeue=True), "hand back")
+
+        await self._consume(queue, handler, prefetch=prefetch, hand_back=requeue)
+
+    async def _consume(
+        self,
+        queue: AbstractQueue,
+        handler: Handler,
+        *,
+        prefetch: int,
+        hand_back: Callable[[AbstractIncomingMessage], Awaitable[None]],
+    ) -> None:
         with _unavailable():
             await self._channel.set_qos(prefetch_count=prefetch)
-        queue = self._queues[self._settings.queue_process]
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             # aiormq runs this callback in a task of the channel's and cancels
@@ -240,14 +288,14 @@ class AmqpBroker:
                 headers=dict(message.headers or {}),
                 redelivered=bool(message.redelivered),
                 _ack=lambda: self._settle(message, message.ack(), "ack"),
-                _hand_back=lambda: self._hand_back(message),
+                _hand_back=lambda: hand_back(message),
             )
             task = asyncio.ensure_future(handler(delivery))
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
         with _unavailable():
-            self._consumer_tag = await queue.consume(on_message)
+            self._consumer_tags[queue.name] = await queue.consume(on_message)
 
     async def _settle(
         self, message: AbstractIncomingMessage, settling: Awaitable[None], how: str
@@ -295,34 +343,46 @@ class AmqpBroker:
         await self._settle(message, message.nack(requeue=True), "hand back")
 
     async def stop_consuming(self) -> None:
-        if self._consumer_tag is not None:
-            tag, self._consumer_tag = self._consumer_tag, None
+        await self._cancel(self._settings.queue_process)
+
+    async def stop_consuming_webhooks(self) -> None:
+        await self._cancel(self._settings.queue_webhooks)
+
+    async def _cancel(self, queue: str) -> None:
+        tag = self._consumer_tags.pop(queue, None)
+        if tag is not None:
             try:
-                await self._queues[self._settings.queue_process].cancel(tag)
+                await self._queues[queue].cancel(tag)
             except _FAILURES as exc:
                 log.warning("cancel consumer failed: %s", type(exc).__name__)
 
-    async def _get_dead(self, *, limit: int, remove: bool) -> list[DeadLetter]:
+    def _lot(self, lot: Lot) -> str:
+        if lot == "webhooks":
+            return self._settings.queue_webhooks_dead
+        return self._settings.queue_dead
+
+    async def _get_dead(self, *, limit: int, remove: bool, lot: Lot) -> list[DeadLetter]:
         # A channel of its own: closing it hands back whatever was not acked.
         with _unavailable():
             channel = await self._connection.channel()
         found: list[DeadLetter] = []
         try:
             with _unavailable():
-                queue = await channel.get_queue(self._settings.queue_dead, ensure=False)
+                queue = await channel.get_queue(self._lot(lot), ensure=False)
                 while len(found) < limit:
                     message = await queue.get(no_ack=False, fail=False, timeout=5)
                     if message is None:
                         break
                     headers = dict(message.headers or {})
-                    attempt = headers.get("attempt")
+                    attempt = headers.get("attempt" if lot == "jobs" else "attempts")
                     found.append(
                         DeadLetter(
                             body=message.body,
-                            job_id=message.message_id,
+                            job_id=(message.message_id or "").split(":")[0] or None,
                             reason=str(headers.get("reason") or _death_reason(headers)),
                             attempt=int(attempt) if isinstance(attempt, int) else None,
                             headers=headers,
+                            message_id=message.message_id,
                         )
                     )
                     if remove:
@@ -332,15 +392,15 @@ class AmqpBroker:
                 await channel.close()
         return found
 
-    async def dead_letters(self, *, limit: int) -> list[DeadLetter]:
-        return await self._get_dead(limit=limit, remove=False)
+    async def dead_letters(self, *, limit: int, lot: Lot = "jobs") -> list[DeadLetter]:
+        return await self._get_dead(limit=limit, remove=False, lot=lot)
 
-    async def take_dead_letters(self, *, limit: int) -> list[DeadLetter]:
-        return await self._get_dead(limit=limit, remove=True)
+    async def take_dead_letters(self, *, limit: int, lot: Lot = "jobs") -> list[DeadLetter]:
+        return await self._get_dead(limit=limit, remove=True, lot=lot)
 
-    async def purge_dead(self) -> int:
+    async def purge_dead(self, *, lot: Lot = "jobs") -> int:
         with _unavailable():
-            result = await self._queues[self._settings.queue_dead].purge()
+            result = await self._queues[self._lot(lot)].purge()
         return int(result.message_count or 0)
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from shared.jobs import JobEvent
 
-__all__ = ["Broker", "DeadLetter", "Delivery", "Handler"]
+__all__ = ["Broker", "DeadLetter", "Delivery", "Handler", "Lot"]
+
+#: A parking lot: the jobs' (``videoq.dead.jobs``) or the webhooks'
+#: (``videoq.dead.webhooks``).
+Lot = Literal["jobs", "webhooks"]
 
 
 @dataclass
@@ -56,6 +60,8 @@ class DeadLetter:
     reason: str
     attempt: int | None
     headers: dict[str, Any] = field(default_factory=dict)
+    #: The message's own id (a webhook's ``<job_id>:<event number>``).
+    message_id: str | None = None
 
 
 class Broker(Protocol):
@@ -92,14 +98,31 @@ class Broker(Protocol):
         does nothing.)
         """
 
+    async def consume_webhooks(self, handler: Handler, *, prefetch: int) -> None:
+        """As ``consume``, from the webhook delivery queue (``videoq.webhooks.deliver``)."""
+
+    async def publish_webhook(
+        self, body: bytes, *, message_id: str, attempts: int, tier: str | None = None
+    ) -> None:
+        """Publish a webhook delivery that has had ``attempts`` attempts:
+        after the delay of webhook retry ``tier``, or now (a redelivery)."""
+
+    async def park_webhook(
+        self, body: bytes, *, message_id: str, reason: str, attempts: int
+    ) -> None:
+        """Park a webhook delivery in the webhooks' dead-letter queue."""
+
     async def stop_consuming(self) -> None:
         """Stop new deliveries (messages in hand stay in hand)."""
 
-    async def dead_letters(self, *, limit: int) -> list[DeadLetter]:
+    async def stop_consuming_webhooks(self) -> None:
+        """As ``stop_consuming``, for the webhook delivery queue."""
+
+    async def dead_letters(self, *, limit: int, lot: Lot = "jobs") -> list[DeadLetter]:
         """Look at up to ``limit`` parked messages without removing them."""
 
-    async def take_dead_letters(self, *, limit: int) -> list[DeadLetter]:
+    async def take_dead_letters(self, *, limit: int, lot: Lot = "jobs") -> list[DeadLetter]:
         """Remove and return up to ``limit`` parked messages."""
 
-    async def purge_dead(self) -> int:
+    async def purge_dead(self, *, lot: Lot = "jobs") -> int:
         """Drop every parked message; return how many."""

@@ -12,11 +12,13 @@ import contextlib
 from typing import Any
 from uuid import UUID
 
-from shared.broker.base import DeadLetter, Delivery, Handler
+from shared.broker.base import DeadLetter, Delivery, Handler, Lot
 from shared.jobs import JobEvent
 from shared.payload import build_payload
 from shared.settings import Settings
 from shared.topology import build_topology
+
+_Item = tuple[bytes, str | None, dict[str, Any]]
 
 __all__ = ["MemoryBroker"]
 
@@ -27,10 +29,16 @@ class MemoryBroker:
     def __init__(self, settings: Settings) -> None:
         topology = build_topology(settings)
         self._delays = dict(zip(topology.tiers, settings.retry_delays, strict=True))
-        self._work: asyncio.Queue[tuple[bytes, str | None, dict[str, Any]]] = asyncio.Queue()
+        self._webhook_delays = dict(
+            zip(topology.webhook_tiers, settings.webhook_retry_delays, strict=True)
+        )
+        self._work: asyncio.Queue[_Item] = asyncio.Queue()
+        self._webhooks: asyncio.Queue[_Item] = asyncio.Queue()
         self._dead: list[DeadLetter] = []
+        self._dead_webhooks: list[DeadLetter] = []
         self._timers: set[asyncio.TimerHandle] = set()
-        self._consumers: list[asyncio.Task[None]] = []
+        #: Consumer loops of the work queue and of the webhook queue.
+        self._consumers: dict[bool, list[asyncio.Task[None]]] = {False: [], True: []}
         self._handlers: set[asyncio.Future[None]] = set()
         self.published: list[tuple[str, bytes]] = []  # (destination, body), for tests
 
@@ -39,6 +47,7 @@ class MemoryBroker:
 
     async def close(self) -> None:
         await self.stop_consuming()
+        await self.stop_consuming_webhooks()
         for timer in self._timers:
             timer.cancel()
 
@@ -52,15 +61,19 @@ class MemoryBroker:
         if tier not in self._delays:
             raise ValueError(f"unknown retry tier {tier!r}")
         self.published.append((f"retry.{tier}", body))
+        self._later(self._delays[tier], self._work, item)
+
+    def _later(self, delay: float, queue: asyncio.Queue[_Item], item: _Item) -> None:
+        """Put ``item`` in ``queue`` after ``delay`` seconds (a retry tier's TTL)."""
         loop = asyncio.get_running_loop()
         timer: asyncio.TimerHandle | None = None
 
         def due() -> None:
             assert timer is not None
             self._timers.discard(timer)
-            self._work.put_nowait(item)
+            queue.put_nowait(item)
 
-        timer = loop.call_later(self._delays[tier], due)
+        timer = loop.call_later(delay, due)
         self._timers.add(timer)
 
     async def park(
@@ -72,7 +85,39 @@ class MemoryBroker:
     async def publish_event(self, event: JobEvent) -> None:
         self.published.append((event.routing_key, event.body()))
 
+    async def publish_webhook(
+        self, body: bytes, *, message_id: str, attempts: int, tier: str | None = None
+    ) -> None:
+        item = (body, message_id, {"attempts": attempts})
+        if tier is None:
+            self._webhooks.put_nowait(item)
+        elif tier not in self._webhook_delays:
+            raise ValueError(f"unknown webhook retry tier {tier!r}")
+        else:
+            self._later(self._webhook_delays[tier], self._webhooks, item)
+
+    async def park_webhook(
+        self, body: bytes, *, message_id: str, reason: str, attempts: int
+    ) -> None:
+        self._dead_webhooks.append(
+            DeadLetter(
+                body=body,
+                job_id=message_id.split(":")[0],
+                reason=reason,
+                attempt=attempts,
+                message_id=message_id,
+            )
+        )
+
+    async def consume_webhooks(self, handler: Handler, *, prefetch: int) -> None:
+        self._consume(self._webhooks, handler, prefetch=prefetch, webhooks=True)
+
     async def consume(self, handler: Handler, *, prefetch: int) -> None:
+        self._consume(self._work, handler, prefetch=prefetch, webhooks=False)
+
+    def _consume(
+        self, queue: asyncio.Queue[_Item], handler: Handler, *, prefetch: int, webhooks: bool
+    ) -> None:
         # As on RabbitMQ: up to ``prefetch`` deliveries in hand until each is
         # acked or handed back, each handled in a task of its own, so that
         # ``stop_consuming`` stops new deliveries and leaves those in hand
@@ -83,7 +128,7 @@ class MemoryBroker:
             while True:
                 await in_hand.acquire()
                 try:
-                    item = await self._work.get()
+                    item = await queue.get()
                 except BaseException:
                     in_hand.release()
                     raise
@@ -91,9 +136,9 @@ class MemoryBroker:
                 async def ack() -> None:  # a Delivery settles once
                     in_hand.release()
 
-                async def hand_back(item: tuple[bytes, str | None, dict[str, Any]] = item) -> None:
+                async def hand_back(item: _Item = item) -> None:
                     # No delivery limit here to spare: back to the queue.
-                    self._work.put_nowait(item)
+                    queue.put_nowait(item)
                     in_hand.release()
 
                 body, message_id, headers = item
@@ -112,24 +157,37 @@ class MemoryBroker:
                 self._handlers.add(task)
                 task.add_done_callback(self._handlers.discard)
 
-        self._consumers.append(asyncio.create_task(loop()))
+        self._consumers[webhooks].append(asyncio.create_task(loop()))
 
     async def stop_consuming(self) -> None:
         """Stop new deliveries; handlers of deliveries in hand run on."""
-        consumers, self._consumers = self._consumers, []
+        await self._stop(webhooks=False)
+
+    async def stop_consuming_webhooks(self) -> None:
+        await self._stop(webhooks=True)
+
+    async def _stop(self, *, webhooks: bool) -> None:
+        consumers, self._consumers[webhooks] = self._consumers[webhooks], []
         for task in consumers:
             task.cancel()
         for task in consumers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def dead_letters(self, *, limit: int) -> list[DeadLetter]:
-        return list(self._dead[:limit])
+    def _lot(self, lot: Lot) -> list[DeadLetter]:
+        return self._dead_webhooks if lot == "webhooks" else self._dead
 
-    async def take_dead_letters(self, *, limit: int) -> list[DeadLetter]:
-        taken, self._dead = self._dead[:limit], self._dead[limit:]
+    async def dead_letters(self, *, limit: int, lot: Lot = "jobs") -> list[DeadLetter]:
+        return list(self._lot(lot)[:limit])
+
+    async def take_dead_letters(self, *, limit: int, lot: Lot = "jobs") -> list[DeadLetter]:
+        letters = self._lot(lot)
+        taken = letters[:limit]
+        del letters[:limit]
         return taken
 
-    async def purge_dead(self) -> int:
-        count, self._dead = len(self._dead), []
+    async def purge_dead(self, *, lot: Lot = "jobs") -> int:
+        letters = self._lot(lot)
+        count = len(letters)
+        letters.clear()
         return count

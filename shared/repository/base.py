@@ -16,6 +16,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from uuid import UUID
 
 from shared.jobs import Job, JobEvent, JobStatus
+from shared.webhooks.model import DeliveryAttempt
 
 __all__ = ["ExpiredLeases", "JanitorRepository", "JobRepository", "LockedRows", "Retained"]
 
@@ -81,6 +82,7 @@ class JobRepository(Protocol):
         tag: str | None = None,
         metadata: dict[str, Any] | None = None,
         input_owned: bool = True,
+        callback_url: str | None = None,
     ) -> Job | None: ...
 
     async def by_idempotency_key(self, *, client_id: str, key: str) -> Job | None: ...
@@ -99,6 +101,13 @@ class JobRepository(Protocol):
     async def cancel(self, job_id: UUID) -> Job | None: ...
 
     async def get(self, job_id: UUID) -> Job | None: ...
+
+    async def record_delivery(self, job_id: UUID, attempt: DeliveryAttempt) -> bool:
+        """Log one webhook delivery attempt; ``False`` (nothing logged) when
+        the job row is gone (erased)."""
+
+    async def list_deliveries(self, job_id: UUID, *, limit: int) -> list[DeliveryAttempt]:
+        """The job's webhook delivery attempts, oldest first."""
 
     async def mark_published(self, job_id: UUID) -> bool:
         """Record that the job's work message is published (``published_at``);

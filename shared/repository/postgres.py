@@ -16,9 +16,10 @@ from uuid import UUID
 import asyncpg
 
 from shared.errors import DependencyUnavailable
-from shared.jobs import CANCELLED, Job, JobEvent, JobStatus, Transition
+from shared.jobs import CANCELLED, TERMINAL, Job, JobEvent, JobStatus, Transition
 from shared.repository.base import ExpiredLeases, LockedRows, Retained
 from shared.repository.migrate import apply_migrations
+from shared.webhooks.model import DeliveryAttempt
 
 __all__ = ["PostgresJobRepository", "connect_repository"]
 
@@ -164,6 +165,7 @@ def _row_to_job(row: asyncpg.Record) -> Job:
         input_deleted_at=row["input_deleted_at"],
         results_expired_at=row["results_expired_at"],
         erase_requested=row["erase_requested"],
+        callback_url=row["callback_url"],
     )
 
 
@@ -225,14 +227,16 @@ class PostgresJobRepository:
         tag: str | None = None,
         metadata: dict[str, Any] | None = None,
         input_owned: bool = True,
+        callback_url: str | None = None,
     ) -> Job | None:
         """Insert a pending job (and its ``pending`` event). ``None`` when the
         client's ``idempotency_key`` is taken already (see ``by_idempotency_key``)."""
         row = await self._run(
             lambda c: c.fetchrow(
                 "WITH t AS (INSERT INTO jobs (job_id, input_path, pipeline, options, input_bytes,"
-                " client_id, idempotency_key, request_hash, tag, metadata, input_owned)"
-                " VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::jsonb, $11)"
+                " client_id, idempotency_key, request_hash, tag, metadata, input_owned,"
+                " callback_url)"
+                " VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)"
                 " ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
                 " DO NOTHING RETURNING *)" + _WITH_EVENT,
                 job_id,
@@ -246,6 +250,7 @@ class PostgresJobRepository:
                 tag,
                 json.dumps(metadata or {}, sort_keys=True),
                 input_owned,
+                callback_url,
             )
         )
         return None if row is None else _row_to_job(row)
@@ -317,6 +322,38 @@ class PostgresJobRepository:
     async def get(self, job_id: UUID) -> Job | None:
         row = await self._run(lambda c: c.fetchrow("SELECT * FROM jobs WHERE job_id = $1", job_id))
         return None if row is None else _row_to_job(row)
+
+    async def record_delivery(self, job_id: UUID, attempt: DeliveryAttempt) -> bool:
+        """Log one webhook delivery attempt; ``False`` when the job row is gone."""
+        row = await self._run(
+            lambda c: c.fetchval(
+                "INSERT INTO webhook_deliveries (job_id, webhook_id, type, attempt, status_code,"
+                " error, at, next_attempt_at)"
+                " SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS"
+                " (SELECT 1 FROM jobs WHERE job_id = $1) RETURNING attempt_id",
+                job_id,
+                attempt.webhook_id,
+                attempt.type,
+                attempt.attempt,
+                attempt.status_code,
+                attempt.error,
+                attempt.at,
+                attempt.next_attempt_at,
+            )
+        )
+        return row is not None
+
+    async def list_deliveries(self, job_id: UUID, *, limit: int) -> list[DeliveryAttempt]:
+        """The job's webhook delivery attempts, oldest first (at most ``limit``)."""
+        rows = await self._run(
+            lambda c: c.fetch(
+                "SELECT webhook_id, type, attempt, status_code, error, at, next_attempt_at"
+                " FROM webhook_deliveries WHERE job_id = $1 ORDER BY attempt_id LIMIT $2",
+                job_id,
+                limit,
+            )
+        )
+        return [DeliveryAttempt(**dict(r)) for r in rows]
 
     async def mark_parked(self, job_id: UUID) -> None:
         await self._run(
@@ -493,9 +530,11 @@ class PostgresJobRepository:
                 # An erased job publishes nothing more: its owed events are
                 # skipped here and deleted with it.
                 rows = await conn.fetch(
-                    "SELECT * FROM job_events e WHERE published_at IS NULL AND NOT EXISTS"
-                    " (SELECT 1 FROM jobs j WHERE j.job_id = e.job_id AND j.erase_requested)"
-                    " ORDER BY event_id LIMIT $1",
+                    "SELECT e.event_id, e.job_id, e.status, e.attempt, e.tag, e.occurred_at,"
+                    " j.callback_url IS NOT NULL AS has_callback"
+                    " FROM job_events e JOIN jobs j ON j.job_id = e.job_id"
+                    " WHERE e.published_at IS NULL AND NOT j.erase_requested"
+                    " ORDER BY e.event_id LIMIT $1",
                     limit,
                 )
                 events = [
@@ -506,6 +545,7 @@ class PostgresJobRepository:
                         attempt=row["attempt"],
                         tag=row["tag"],
                         occurred_at=row["occurred_at"],
+                        webhook=row["has_callback"] and JobStatus(row["status"]) in TERMINAL,
                     )
                     for row in rows
                 ]

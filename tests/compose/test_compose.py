@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.compose, pytest.mark.timeout(600)]
 SLOW_SECONDS_PER_FRAME = 0.5  # compose.test.yaml
 #: compose.yaml: the worker finishes or hands back its job within this.
 SHUTDOWN_GRACE_SECONDS = 25
-SERVICE_USERS = ("videoq-api", "videoq-worker", "videoq-janitor")
+SERVICE_USERS = ("videoq-api", "videoq-worker", "videoq-janitor", "videoq-notifier")
 DEFINITIONS = json.loads((ROOT / "deploy" / "rabbitmq" / "definitions.json").read_text())
 
 
@@ -224,6 +224,7 @@ def test_each_rabbitmq_user_has_only_its_grants(compose_stack: ComposeStack) -> 
         "videoq-api": "refused",
         "videoq-worker": "refused",
         "videoq-janitor": "read",
+        "videoq-notifier": "refused",
     }
     # The KEDA user has no password in compose (nothing scales there): locked.
     assert asyncio.run(_login(compose_stack, "videoq-keda", "")) == "refused"

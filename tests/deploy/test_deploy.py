@@ -36,7 +36,12 @@ KUSTOMIZATIONS = {"base": K8S / "base", "dev": K8S / "overlays" / "dev"}
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 #: The services that run videoq's code, and the console script each runs.
-SERVICES = {"api": "videoq-api", "worker": "videoq-worker", "janitor": "videoq-janitor"}
+SERVICES = {
+    "api": "videoq-api",
+    "worker": "videoq-worker",
+    "janitor": "videoq-janitor",
+    "notifier": "videoq-notifier",
+}
 #: Settings every service needs pointed at the real backends.
 REQUIRED_ENV = {
     "VIDEOQ_AMQP_URL",
@@ -216,6 +221,8 @@ COMPOSE_SECRETS = {
     "VIDEOQ_RABBITMQ_API_PASSWORD": "dummy-api",
     "VIDEOQ_RABBITMQ_WORKER_PASSWORD": "dummy-worker",
     "VIDEOQ_RABBITMQ_JANITOR_PASSWORD": "dummy-janitor",
+    "VIDEOQ_RABBITMQ_NOTIFIER_PASSWORD": "dummy-notifier",
+    "VIDEOQ_WEBHOOK_SECRETS": "dummy:whsec_ZHVtbXk=",
     "RABBITMQ_ADMIN_PASSWORD": "dummy-admin",
     "POSTGRES_PASSWORD": "dummy-postgres",
     "VIDEOQ_DB_OWNER_PASSWORD": "dummy-owner",
@@ -459,6 +466,7 @@ def test_the_manifests_hold_the_whole_service_and_no_secret_value(rendered, kust
         ("Deployment", "videoq-api"),
         ("Deployment", "videoq-worker"),
         ("Deployment", "videoq-janitor"),
+        ("Deployment", "videoq-notifier"),
         ("Service", "videoq-api"),
         ("PodDisruptionBudget", "videoq-api"),
         ("PodDisruptionBudget", "videoq-worker"),
@@ -467,6 +475,7 @@ def test_the_manifests_hold_the_whole_service_and_no_secret_value(rendered, kust
         ("Job", "videoq-migrate"),
         ("NetworkPolicy", "videoq-default-deny"),
         ("NetworkPolicy", "videoq-api-ingress"),
+        ("NetworkPolicy", "videoq-notifier-egress"),
     ]:
         _one(objects, kind, name)
     assert not [o for o in objects if o["kind"] == "Secret"], "reference Secrets, ship none"
@@ -600,8 +609,20 @@ def test_only_the_api_takes_ingress(rendered, kustomization):
     objects = rendered[kustomization]
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
     deny = _one(objects, "NetworkPolicy", "videoq-default-deny")["spec"]
-    assert deny["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "videoq"}}
+    # Every videoq pod but the notifier, whose own policy denies ingress the same
+    # way and holds its egress to public addresses (callback URLs).
+    assert deny["podSelector"] == {
+        "matchExpressions": [
+            {"key": "app.kubernetes.io/name", "operator": "In", "values": ["videoq"]},
+            {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["notifier"]},
+        ]
+    }
     assert "Ingress" in deny["policyTypes"] and "ingress" not in deny
+    notifier = _one(objects, "NetworkPolicy", "videoq-notifier-egress")["spec"]
+    assert notifier["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "notifier"
+    assert "Ingress" in notifier["policyTypes"] and "ingress" not in notifier
+    public = [r for r in notifier["egress"] if "to" in r]
+    assert public and all("10.0.0.0/8" in r["to"][0]["ipBlock"]["except"] for r in public)
     for policy in policies:
         spec = policy["spec"]
         for rule in spec.get("ingress", []):

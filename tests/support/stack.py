@@ -140,6 +140,9 @@ class Stack:
     def start_janitor(self, name: str = "janitor", **env: str) -> subprocess.Popen[bytes]:
         return self._spawn(name, [sys.executable, "-m", "services.janitor.main"], env)
 
+    def start_notifier(self, name: str = "notifier", **env: str) -> subprocess.Popen[bytes]:
+        return self._spawn(name, [sys.executable, "-m", "services.notifier.main"], env)
+
     def start_all(self) -> str:
         url = self.start_api()
         self.start_worker()

@@ -157,3 +157,46 @@ def test_dev_reads_a_granted_file_source_in_place_expires_its_results_and_erases
     finally:
         if dev.proc is not None and dev.proc.poll() is None:
             dev.stop()
+
+
+def test_videoq_dev_delivers_signed_webhooks_with_retries(tmp_path: Path, sample_mp4: Path) -> None:
+    import standardwebhooks
+
+    from tests.support.receiver import receiver
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    dev = _Dev(
+        tmp_path / "dev",
+        tmp_path / "dev.log",
+        env={
+            # dev has no API keys: every job is the client "anonymous"'s.
+            "VIDEOQ_WEBHOOK_SECRETS": f"anonymous:{secret}",
+            "VIDEOQ_WEBHOOK_RETRY_DELAYS": "0.5,1",
+            "VIDEOQ_WEBHOOK_ALLOW_HTTP": "true",
+            "VIDEOQ_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+        },
+    )
+    dev.start()
+    try:
+        with receiver([503, 200]) as hook:
+            submitted = httpx.post(
+                f"{dev.url}/video/submit",
+                files={"file": ("a.mp4", sample_mp4.read_bytes(), "video/mp4")},
+                data={"callback_url": hook.url},
+                timeout=30,
+            )
+            job_id = submitted.json()["job_id"]
+
+            def delivered() -> list[dict[str, object]] | None:
+                answer = httpx.get(f"{dev.url}/video/jobs/{job_id}/deliveries", timeout=5)
+                log: list[dict[str, object]] = answer.json()["deliveries"]
+                return log if len(log) == 2 else None
+
+            log = wait_until(delivered, timeout=60, what="two attempts in videoq dev")
+        assert [(a["attempt"], a["status_code"]) for a in log] == [(1, 503), (2, 200)]
+        body = standardwebhooks.Webhook(secret).verify(
+            hook.received[-1].body, hook.received[-1].headers
+        )
+        assert (body["type"], body["data"]["job_id"]) == ("job.completed", job_id)
+    finally:
+        dev.stop()

@@ -149,7 +149,7 @@ def test_rabbitmq_loads_the_definitions_where_compose_mounts_them():
 # ---- users and permissions ---------------------------------------------------------
 
 #: Users the definitions must hold, and nothing else.
-USERS = {"videoq-api", "videoq-worker", "videoq-janitor", "videoq-keda"}
+USERS = {"videoq-api", "videoq-worker", "videoq-janitor", "videoq-notifier", "videoq-keda"}
 
 
 def _permissions(definitions: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -200,6 +200,13 @@ ROLE_NEEDS = {
         ("write", "videoq.dead"),
         ("read", "videoq.dead.jobs"),
         ("write", "videoq.events"),
+        ("write", "videoq.webhooks"),  # the webhooks owed by terminal events
+    },
+    # The notifier consumes the deliveries, retries them and parks them.
+    "videoq-notifier": {
+        ("read", "videoq.webhooks.deliver"),
+        ("write", "videoq.webhooks.retry"),
+        ("write", "videoq.webhooks.dead"),
     },
     "videoq-keda": set(),
 }
@@ -210,9 +217,22 @@ ROLE_DENIED = {
         ("read", "videoq.dead.jobs"),
         ("write", "videoq.retry"),
         ("write", "videoq.events"),
+        ("write", "videoq.webhooks.retry"),
+        ("read", "videoq.dead.webhooks"),
     },
-    "videoq-worker": {("read", "videoq.dead.jobs"), ("write", "videoq.events")},
-    "videoq-janitor": {("write", "videoq.retry")},
+    "videoq-worker": {
+        ("read", "videoq.dead.jobs"),
+        ("write", "videoq.events"),
+        ("write", "videoq.webhooks.retry"),
+        ("read", "videoq.dead.webhooks"),
+    },
+    "videoq-janitor": {("write", "videoq.retry"), ("write", "videoq.webhooks.retry")},
+    "videoq-notifier": {
+        ("write", "videoq.retry"),
+        ("write", "videoq.events"),
+        ("read", "videoq.dead.jobs"),
+        ("read", "videoq.dead.webhooks"),
+    },
     "videoq-keda": {
         ("configure", "videoq.jobs.process"),
         ("write", "videoq.jobs"),
@@ -240,7 +260,9 @@ def test_each_service_user_may_declare_the_topology(definitions, user):
     perms = _permissions(definitions)[user]
     delays = [Settings().retry_delays, (0.5, 30.0, 7200.0)]  # other tiers match too
     for retry_delays in delays:
-        topology = build_topology(Settings(retry_delays=retry_delays))
+        topology = build_topology(
+            Settings(retry_delays=retry_delays, webhook_retry_delays=retry_delays)
+        )
         missing = {(p, r) for p, r in _declare_needs(topology) if not _allows(perms[p], r)}
         assert not missing, f"{user} cannot declare the topology: {sorted(missing)}"
 

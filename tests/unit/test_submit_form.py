@@ -52,6 +52,7 @@ def test_the_checks_use_the_limits_the_document_states():
         "options": {"frame_stride": 3, "max_frames": None},
         "tag": None,
         "metadata": {},
+        "callback_url": None,
     }
     with pytest.raises(InvalidParameter, match=r"^max_frames must be between 1 and 50$"):
         form.parse({"max_frames": "51"})

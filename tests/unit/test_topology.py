@@ -20,6 +20,9 @@ def test_the_default_topology_is_the_designs():
         ("videoq.retry", "direct"),
         ("videoq.dead", "fanout"),
         ("videoq.events", "topic"),
+        ("videoq.webhooks", "direct"),
+        ("videoq.webhooks.retry", "direct"),
+        ("videoq.webhooks.dead", "fanout"),
     }
     queues = {q.name: q.arguments for q in topo.queues}
     assert set(queues) == {
@@ -28,6 +31,9 @@ def test_the_default_topology_is_the_designs():
         "videoq.retry.10s",
         "videoq.retry.1m",
         "videoq.retry.10m",
+        "videoq.webhooks.deliver",
+        "videoq.dead.webhooks",
+        *(f"videoq.webhooks.retry.{t}" for t in ("10s", "1m", "10m", "1h", "6h")),
     }
     work = queues["videoq.jobs.process"]
     assert work["x-queue-type"] == "quorum"

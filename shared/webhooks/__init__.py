@@ -1,0 +1,1 @@
+"""Signed webhooks: the body, the signature, the SSRF guard and the sender."""
