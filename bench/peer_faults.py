@@ -16,6 +16,8 @@ one else. The faults (``--only`` picks some, comma-separated):
   pipeline ``crash``: a segfault, an OOM kill), then 3 ordinary jobs behind it,
   watched for 30 s;
 - ``poison-undecodable``: an upload that is not a video;
+- ``analyzer-error``: an analyzer that raises an error of its own (videoq's
+  test pipeline ``flaky``: a model server away), then an ordinary job;
 - ``broker-away``: a second api whose broker URL points at a closed port:
   5 submits.
 
@@ -231,6 +233,15 @@ async def poison_undecodable(peer: PeerStack, server: S3Server) -> Outcome:
     return _tally(peer, outcome, ids)
 
 
+async def analyzer_error(peer: PeerStack, server: S3Server) -> Outcome:
+    outcome = Outcome("analyzer raises")
+    await peer.start_worker(1, **_PLUGINS)
+    client = _Client(peer.start_api())
+    ids = [client.submit(outcome, pipeline="flaky"), client.submit(outcome)]
+    _wait_terminal(peer, ids, 20)
+    return _tally(peer, outcome, ids)
+
+
 async def broker_away(peer: PeerStack, server: S3Server) -> Outcome:
     outcome = Outcome("broker away at submit")
     await peer.start_worker(1)
@@ -304,6 +315,7 @@ FAULTS: dict[str, Fault] = {
     "s3-outage": s3_outage,
     "poison-crash": poison_crash,
     "poison-undecodable": poison_undecodable,
+    "analyzer-error": analyzer_error,
     "broker-away": broker_away,
 }
 RESTARTS: dict[str, Fault] = {
