@@ -640,6 +640,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 peer = None
             else:
                 patched = None
+                peer = None
                 peer_first = with_peer and number % 2 == 1
                 if peer_first:
                     peer = await _peer(s3, payload, args, s3_pid)
