@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import subprocess
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,6 +59,10 @@ def describe(services: Services | None = None) -> dict[str, Any]:
         "asyncpg": asyncpg.__version__,
         "load_average": load_average(),
     }
+    # The peer's stack (bench/peer/), when the bench extra is installed.
+    for name in ("celery", "kombu", "psycopg", "boto3"):
+        with contextlib.suppress(PackageNotFoundError):
+            info[name] = version(name)
     if services is not None:
         parts = urlsplit(services.rabbitmq_api)
         with contextlib.suppress(Exception):
@@ -79,4 +84,9 @@ def print_description(info: dict[str, Any]) -> None:
         f" uvicorn {info['uvicorn']}, asyncpg {info['asyncpg']};"
         f" RabbitMQ {info.get('rabbitmq', '?')}; {info['postgresql']}"
     )
+    peer = [
+        f"{name} {info[name]}" for name in ("celery", "kombu", "psycopg", "boto3") if name in info
+    ]
+    if peer:
+        print(f"peer stack: {', '.join(peer)}")
     print(f"load average at start: {' '.join(str(x) for x in info['load_average'])}", flush=True)

@@ -56,7 +56,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,7 @@ from bench.figures import (
     show,
     write_json,
 )
-from bench.inputs import tiny_mp4
+from bench.inputs import small_clip, tiny_mp4
 from bench.machine import describe, load_average, print_description
 from bench.stack import (
     CHECKOUT,
@@ -100,6 +100,15 @@ WARMUP = 10
 
 
 # --- what is measured -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Work:
+    """What every submit sends: the clip and the pipeline to run on it."""
+
+    clip: bytes
+    pipeline: str = PIPELINE
+    frame_stride: int = 1
 
 
 @dataclass(frozen=True)
@@ -217,26 +226,32 @@ class Round:
     load_average: list[float]
     videoq: VideoqRun
     whatif: VideoqRun | None = None
+    #: The FastAPI + Celery peer (``bench/peer/``), same load, same servers.
+    peer: VideoqRun | None = None
     baselines: dict[str, BaselineRun] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"load_average": self.load_average, "videoq": self.videoq}
         if self.whatif is not None:
             out["videoq what-if"] = self.whatif
+        if self.peer is not None:
+            out["peer"] = self.peer
         return {**out, **self.baselines}
 
 
 # --- videoq ------------------------------------------------------------------------
 
 
-async def _submit(http: httpx.AsyncClient, payload: bytes) -> Submitted:
+async def _submit(http: httpx.AsyncClient, payload: Work) -> Submitted:
     started = time.time()
-    job_id = await submit_clip(http, payload, pipeline=PIPELINE)
+    job_id = await submit_clip(
+        http, payload.clip, pipeline=payload.pipeline, frame_stride=payload.frame_stride
+    )
     return Submitted(job_id, started, time.time())
 
 
 async def submit_closed(
-    http: httpx.AsyncClient, payload: bytes, count: int, concurrency: int
+    http: httpx.AsyncClient, payload: Work, count: int, concurrency: int
 ) -> list[Submitted]:
     """``count`` submits with ``concurrency`` in flight."""
     out: list[Submitted] = []
@@ -251,7 +266,7 @@ async def submit_closed(
 
 
 async def submit_open(
-    http: httpx.AsyncClient, payload: bytes, count: int, rate: float
+    http: httpx.AsyncClient, payload: Work, count: int, rate: float
 ) -> list[Submitted]:
     """``count`` submits started at a fixed ``rate`` per second, whatever the answers."""
     start = time.monotonic()
@@ -335,14 +350,24 @@ def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def _videoq_processes(bench: BenchStack) -> Callable[[], dict[str, list[int]]]:
+    def processes() -> dict[str, list[int]]:
+        return {
+            "api": [bench.pid("api")],
+            "worker": [bench.pid(w) for w in bench.workers],
+            "janitor": [bench.pid("janitor")],
+        }
+
+    return processes
+
+
 async def _process_ids(
-    bench: BenchStack, db: asyncpg.Connection, s3_pid: int | None
+    services: dict[str, list[int]], db: asyncpg.Connection, s3_pid: int | None
 ) -> dict[str, list[int]]:
-    """The processes whose CPU a job costs, by component."""
+    """The processes whose CPU a job costs, by component: the service's own
+    (``services``), then the servers'."""
     pids = {
-        "api": [bench.pid("api")],
-        "worker": [bench.pid(w) for w in bench.workers],
-        "janitor": [bench.pid("janitor")],
+        **services,
         "postgres (this database's backends)": [
             r["pid"]
             for r in await db.fetch(
@@ -361,26 +386,29 @@ async def _process_ids(
 
 @dataclass
 class Videoq:
-    """One videoq stack, up and warmed, and what its phases measured."""
+    """One stack (videoq's, or the peer's), up and warmed, and what its phases measured."""
 
-    bench: BenchStack
+    #: The service's processes by component (asked again at each measurement).
+    processes: Callable[[], dict[str, list[int]]]
     db: asyncpg.Connection
     http: httpx.AsyncClient
     s3_pid: int | None
+    #: videoq's stack (None for the peer).
+    bench: BenchStack | None = None
     light: list[Submitted] = field(default_factory=list)
     heavy: list[list[Submitted]] = field(default_factory=list)
     cpu_ms: dict[str, float] = field(default_factory=dict)
 
-    async def light_block(self, payload: bytes, count: int, rate: float) -> None:
+    async def light_block(self, payload: Work, count: int, rate: float) -> None:
         submits = await submit_open(self.http, payload, count, rate)
         await wait_finished(self.db, [s.job_id for s in submits], 120)
         self.light += submits
 
-    async def heavy_block(self, payload: bytes, count: int, concurrency: int) -> None:
-        meter = CpuMeter(await _process_ids(self.bench, self.db, self.s3_pid))
+    async def heavy_block(self, payload: Work, count: int, concurrency: int) -> None:
+        meter = CpuMeter(await _process_ids(self.processes(), self.db, self.s3_pid))
         submits = await submit_closed(self.http, payload, count, concurrency)
         await wait_finished(self.db, [s.job_id for s in submits], 60 + count)
-        cpu = meter.per_job(await _process_ids(self.bench, self.db, self.s3_pid), 1)
+        cpu = meter.per_job(await _process_ids(self.processes(), self.db, self.s3_pid), 1)
         for name, ms in cpu.items():
             self.cpu_ms[name] = self.cpu_ms.get(name, 0.0) + ms
         self.heavy.append(submits)
@@ -407,7 +435,7 @@ class Videoq:
 @contextlib.asynccontextmanager
 async def videoq_stack(
     s3: str,
-    payload: bytes,
+    payload: Work,
     args: argparse.Namespace,
     *,
     trace: Path | None,
@@ -438,19 +466,20 @@ async def videoq_stack(
             async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
                 warm = await submit_closed(http, payload, args.warmup, min(4, args.concurrency))
                 await wait_finished(db, [w.job_id for w in warm], 60)
-                yield Videoq(bench, db, http, s3_pid)
+                yield Videoq(_videoq_processes(bench), db, http, s3_pid, bench)
         finally:
             await db.close()
 
 
 async def videoq_round(
-    s3: str, payload: bytes, args: argparse.Namespace, *, first: bool, s3_pid: int | None
+    s3: str, payload: Work, args: argparse.Namespace, *, first: bool, s3_pid: int | None
 ) -> VideoqRun:
     """One stack: the light-load phase, then the throughput phase."""
     trace = args.trace if first else None
     async with videoq_stack(s3, payload, args, trace=trace, s3_pid=s3_pid) as vq:
         await vq.light_block(payload, args.light_jobs, args.light_rate)
         profile = args.profile if first else None
+        assert vq.bench is not None
         spies = _start_profile(vq.bench, profile) if profile else []
         await vq.heavy_block(payload, args.jobs, args.concurrency)
         for spy in spies:
@@ -461,7 +490,7 @@ async def videoq_round(
 
 
 async def videoq_pair_round(
-    s3: str, payload: bytes, args: argparse.Namespace, *, s3_pid: int | None
+    s3: str, payload: Work, args: argparse.Namespace, *, s3_pid: int | None
 ) -> tuple[VideoqRun, VideoqRun]:
     """The plain stack and the patched one (``--whatif``), both up at once,
     both under ``bench.trace``, measured in alternating blocks (plain,
@@ -481,12 +510,43 @@ async def videoq_pair_round(
         figures = await plain.figures(), await patched.figures()
     # The services wrote their step timings as they stopped.
     for vq, got in zip((plain, patched), figures, strict=True):
+        assert vq.bench is not None
         got.steps = {
             name: json.loads((vq.bench.logs / f"{name}.json").read_text())
             for name in ("api", "worker")
             if (vq.bench.logs / f"{name}.json").exists()
         }
     return figures
+
+
+async def peer_round(
+    s3: str, payload: Work, args: argparse.Namespace, *, s3_pid: int | None
+) -> VideoqRun:
+    """The peer (``bench/peer/``) under the same load: its api, and one
+    Celery worker with ``--workers`` pool processes."""
+    from bench.peer.stack import peer_stack
+
+    async with peer_stack(s3) as peer:
+        url = peer.start_api()
+        await peer.start_worker(args.workers, pool=args.peer_pool)
+        db = await asyncpg.connect(peer.database_url)
+        limits = httpx.Limits(
+            max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+        )
+
+        def processes() -> dict[str, list[int]]:
+            return {"api": peer.pids("api"), "worker": peer.pids("worker"), "janitor": []}
+
+        try:
+            async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
+                warm = await submit_closed(http, payload, args.warmup, min(4, args.concurrency))
+                await wait_finished(db, [w.job_id for w in warm], 60)
+                vq = Videoq(processes, db, http, s3_pid)
+                await vq.light_block(payload, args.light_jobs, args.light_rate)
+                await vq.heavy_block(payload, args.jobs, args.concurrency)
+                return await vq.figures()
+        finally:
+            await db.close()
 
 
 def _start_profile(bench: BenchStack, profile: Path) -> list[subprocess.Popen[bytes]]:
@@ -529,14 +589,23 @@ async def _baselines(
     return out
 
 
+async def _peer(s3: str, payload: Work, args: argparse.Namespace, s3_pid: int | None) -> VideoqRun:
+    run = await retrying("peer", functools.partial(peer_round, s3, payload, args, s3_pid=s3_pid))
+    show(VideoqFigures.of(run).rows("peer", args.light_rate))
+    return run
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     services = bench_services()
     info = describe(services)
     print_description(info)
-    payload = tiny_mp4().read_bytes()
+    clip = tiny_mp4() if args.pipeline == PIPELINE else small_clip()
+    payload = Work(clip.read_bytes(), args.pipeline, args.frame_stride)
     pair = pair_label(args.whatif, args.baseline) if args.whatif or args.baseline else ""
+    stride = f" stride {args.frame_stride}" if args.frame_stride != 1 else ""
     print(
-        f"videoq: {args.jobs} jobs ({PIPELINE} pipeline, {len(payload)} B MP4), {args.workers}"
+        f"videoq: {args.jobs} jobs ({args.pipeline}{stride} pipeline, {len(payload.clip)} B MP4),"
+        f" {args.workers}"
         f" worker process(es) x {args.worker_concurrency} job(s) at once,"
         f" {args.concurrency} submits in flight{'; what-if: ' + pair if pair else ''};"
         f" light load: {args.light_jobs} jobs at {args.light_rate:g}/s;"
@@ -547,7 +616,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if importlib.util.find_spec("celery") is None:
         print("  (Celery is not installed: pip install celery, or the bench extra; no Celery rows)")
         celery_variants = []
+    with_peer = bool(celery_variants) and not pair and not args.no_peer
+    if with_peer:
+        print(
+            f"peer (bench/peer/, FastAPI + Celery): the same jobs and load, one Celery worker"
+            f" with {args.workers} {args.peer_pool} process(es); videoq and the peer alternate"
+            " which goes first in each round",
+            flush=True,
+        )
     rounds: list[Round] = []
+    peer: VideoqRun | None
     with s3_endpoint() as (s3, s3_pid):
         services.s3_endpoint = s3
         for number in range(args.repeat):
@@ -559,17 +637,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 show(VideoqFigures.of(vq).rows("videoq", args.light_rate))
                 show(VideoqFigures.of(patched).rows("what-if", args.light_rate))
+                peer = None
             else:
+                patched = None
+                peer = None
+                peer_first = with_peer and number % 2 == 1
+                if peer_first:
+                    peer = await _peer(s3, payload, args, s3_pid)
                 vq = await retrying(
                     "videoq",
                     functools.partial(
                         videoq_round, s3, payload, args, first=number == 0, s3_pid=s3_pid
                     ),
                 )
-                patched = None
                 show(VideoqFigures.of(vq).rows("videoq", args.light_rate))
+                if with_peer and not peer_first:
+                    peer = await _peer(s3, payload, args, s3_pid)
             baselines = await _baselines(services, args, celery_variants)
-            rounds.append(Round(started_at, vq, patched, baselines))
+            rounds.append(Round(started_at, vq, patched, peer, baselines))
     return summarise(args, info, rounds)
 
 
@@ -593,6 +678,20 @@ def summarise(
         summary["whatif"] = {"patches": label, **patched.summary(), "throughput_x_plain": speedup}
         rows += patched.rows("what-if", args.light_rate)
         rows.append(Row(f"what-if ({label}): throughput", speedup, "x plain"))
+    peers = [r.peer for r in rounds if r.peer is not None]
+    if peers:
+        peer = VideoqFigures.median_of(peers)
+        rows += peer.rows("peer", args.light_rate)
+        ratio = median(
+            [
+                r.videoq.throughput.jobs_per_s / r.peer.throughput.jobs_per_s
+                for r in rounds
+                if r.peer
+            ]
+        )
+        rows.append(Row("videoq / peer: throughput", ratio, "x (median of the rounds' ratios)"))
+        summary["peer"] = {k.removeprefix("videoq_"): v for k, v in peer.summary().items()}
+        summary["ratios"]["peer"] = ratio
     for name in rounds[0].baselines:
         baseline = BaselineRun.median_of([r.baselines[name] for r in rounds])
         ratio = median([r.videoq.throughput.jobs_per_s / r.baselines[name].per_s for r in rounds])
@@ -601,11 +700,17 @@ def summarise(
         summary["ratios"][name] = ratio
     show(rows, f"median of {len(rounds)} round(s):")
     targets = []
-    celery = [v for k, v in summary["ratios"].items() if k.startswith("celery")]
-    if celery:
-        worst = min(celery)
+    if peers:
+        # Issue 17: twice the peer's throughput, and no worse latency.
+        ratio = summary["ratios"]["peer"]
+        targets.append(Target("jobs/s >= 2x the peer's", f"{ratio:.2f}x", ratio >= 2))
+        ours, theirs = plain.light_e2e.p50, peer.light_e2e.p50
         targets.append(
-            Target("jobs/s >= 0.5x bare Celery (the faster variant)", f"{worst:.2f}x", worst >= 0.5)
+            Target(
+                "p50 submit->completed at light load <= the peer's",
+                f"{ours * 1e3:.1f} ms against {theirs * 1e3:.1f} ms",
+                ours <= theirs,
+            )
         )
     p50 = plain.light_e2e.p50
     targets.append(
@@ -672,6 +777,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="VIDEOQ_WORKER_CONCURRENCY of each worker (jobs one process runs at once)",
     )
     parser.add_argument("--concurrency", type=int, default=16, help="submits in flight")
+    parser.add_argument(
+        "--pipeline",
+        default=PIPELINE,
+        help=f"the pipeline every job runs ({PIPELINE}: a 64x48 clip of 5 frames;"
+        " any other: a 160x90 clip of 20 frames)",
+    )
+    parser.add_argument("--frame-stride", type=int, default=1, help="the jobs' frame_stride")
+    parser.add_argument("--no-peer", action="store_true", help="leave the peer out")
+    parser.add_argument(
+        "--peer-pool",
+        choices=["prefork", "solo", "threads"],
+        default="prefork",
+        help="the Celery pool of the peer's worker (its processes: --workers)",
+    )
     parser.add_argument("--light-jobs", type=int, help="jobs in the light-load phase")
     parser.add_argument("--light-rate", type=float, default=5.0, help="light-load submits/s")
     parser.add_argument("--repeat", type=int, help="rounds (the median is reported)")

@@ -329,12 +329,15 @@ class CpuMeter:
         }
 
 
-async def submit_clip(http: httpx.AsyncClient, clip: bytes, *, pipeline: str) -> str:
+async def submit_clip(
+    http: httpx.AsyncClient, clip: bytes, *, pipeline: str, frame_stride: int = 1
+) -> str:
     """``POST /video/submit`` of an in-memory MP4; returns the job id."""
+    data = {"pipeline": pipeline}
+    if frame_stride != 1:
+        data["frame_stride"] = str(frame_stride)
     response = await http.post(
-        "/video/submit",
-        files={"file": ("clip.mp4", clip, "video/mp4")},
-        data={"pipeline": pipeline},
+        "/video/submit", files={"file": ("clip.mp4", clip, "video/mp4")}, data=data
     )
     response.raise_for_status()
     return str(response.json()["job_id"])

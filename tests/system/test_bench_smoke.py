@@ -29,6 +29,8 @@ BENCHMARKS = [
         "bench.queue_overhead",
         (
             "videoq throughput: submit->completed",
+            "peer throughput: submit->completed",
+            "videoq / peer: throughput",
             "celery quorum +confirms",
             "aio-pika quorum",
             "targets:",
@@ -66,11 +68,43 @@ def test_benchmark_runs_quick_and_prints_its_figures(
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     if importlib.util.find_spec("celery") is None:  # the bench extra is not installed
-        expected = tuple(line for line in expected if not line.startswith("celery"))
+        expected = tuple(line for line in expected if not line.startswith(("celery", "peer")))
+        expected = tuple(line for line in expected if "/ peer" not in line)
     for line in expected:
         assert line in done.stdout, f"{line!r} missing from:\n{done.stdout[-4000:]}"
     summary = json.loads(figures.read_text())["summary"]
     assert key in summary, summary
+
+
+@pytest.mark.timeout(240)
+def test_the_peer_fault_run_reports_what_each_fault_did(
+    services_ready: Services, tmp_path: Path
+) -> None:
+    """Two of ``bench.peer_faults``' faults, quick ones: an undecodable upload
+    fails its job and no other; a broker away at submit refuses every submit."""
+    pytest.importorskip("celery")
+    env = dict(os.environ)
+    env.update(
+        VIDEOQ_TEST_AMQP_URL=services_ready.amqp_url,
+        VIDEOQ_TEST_RABBITMQ_API=services_ready.rabbitmq_api,
+        VIDEOQ_TEST_DATABASE_URL=services_ready.database_url,
+    )
+    figures = tmp_path / "faults.json"
+    only = "poison-undecodable,broker-away"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.peer_faults", "--only", only, "--json", str(figures)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    outcomes = {o["fault"]: o for o in json.loads(figures.read_text())["outcomes"]}
+    undecodable = outcomes["poison: not a video"]
+    assert (undecodable["completed"], undecodable["failed"], undecodable["stuck"]) == (1, 1, 0)
+    away = outcomes["broker away at submit"]
+    assert (away["accepted"], away["refused"]) == (0, 5), away
 
 
 @pytest.mark.timeout(240)
