@@ -186,6 +186,9 @@ class S3Store:
         stack = contextlib.AsyncExitStack()
         session = aiobotocore.session.get_session()
         config = Config(
+            # SigV4 for presigned URLs too (botocore presigns SigV2 by default,
+            # which S3 has deprecated and rclone refuses).
+            signature_version="s3v4",
             s3={"addressing_style": "path"},
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=5,
