@@ -133,6 +133,8 @@ class Client:
         complete it; return ``upload_id``."""
         for _ in range(_UPLOAD_ROUNDS):
             status = self._check(self._http.get(f"/video/uploads/{upload_id}"))
+            if status["state"] != "open":  # completed already (an answer was lost)
+                return upload_id
             if not status["parts"]:
                 parts = [
                     {"part_number": p["part_number"], "etag": p["etag"]} for p in status["received"]
