@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import boto3
+import httpx
 import pytest
 
 from services.cli.client import Client
@@ -70,3 +71,22 @@ def test_videoq_submit_sends_a_large_file_as_a_direct_upload_in_videoq_dev(
     finally:
         if dev.proc is not None and dev.proc.poll() is None:
             dev.stop()
+
+
+def test_the_cli_client_resumes_a_broken_upload_sending_only_the_missing_parts(
+    stack, tmp_path: Path
+) -> None:
+    url = stack.start_api()
+    video = tmp_path / "two-parts.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 12 + b"v" * (8 * 1024 * 1024))
+    with Client(url) as client, httpx.Client() as plain:
+        answer = plain.post(f"{url}/video/uploads", json={"size": video.stat().st_size})
+        created = answer.json()
+        first = created["parts"][0]
+        plain.put(first["url"], content=video.read_bytes()[: created["part_size"]])
+        # ... the connection broke here; a later run picks the upload up again.
+        sent: list[int] = []
+        client.resume(video, created["upload_id"], on_upload=sent.append)
+        assert sent == [video.stat().st_size - created["part_size"]]  # part 2 only
+        shown = plain.get(f"{url}/video/uploads/{created['upload_id']}").json()
+        assert shown["state"] == "completed"
