@@ -89,7 +89,12 @@ async def _part_urls(
     "",
     status_code=201,
     response_model=UploadCreated,
-    responses={401: _401, 413: {**_ERR, "description": "Larger than the limit"}, 503: _503},
+    responses={
+        401: _401,
+        413: {**_ERR, "description": "Larger than the limit"},
+        422: {**_ERR, "description": "size is not a positive integer"},
+        503: _503,
+    },
     summary="Start a direct upload: part URLs to PUT the video to",
 )
 async def create_upload(
@@ -155,7 +160,7 @@ async def _status(request: Request, backends: Backends, upload: UploadRecord) ->
 @uploads_router.get(
     "/{upload_id}",
     response_model=UploadStatus,
-    responses={401: _401, 404: _404, 503: _503},
+    responses={401: _401, 404: _404, 422: {**_ERR, "description": "Not a UUID"}, 503: _503},
     summary="The parts received so far (resume a broken upload)",
 )
 async def upload_status(
@@ -229,6 +234,7 @@ async def _check_object(backends: Backends, upload: UploadRecord, size: int) -> 
         401: _401,
         404: _404,
         409: {**_ERR, "description": "Submitted: the upload is a job's input now"},
+        422: {**_ERR, "description": "Not a UUID"},
         503: _503,
     },
     summary="Abort an upload: its parts (or object) are deleted",
