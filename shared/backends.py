@@ -59,6 +59,7 @@ async def open_store(settings: Settings, *, create_bucket: bool = False) -> Obje
         endpoint_url=settings.s3_endpoint_url,
         region=settings.s3_region,
         create_bucket=create_bucket,
+        public_endpoint_url=settings.s3_public_endpoint_url,
     )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "JobInterrupted",
     "JobNotFound",
     "JobTimedOut",
+    "PartUrlRefused",
     "PermanentError",
     "PipelineNotFound",
     "RequestError",
@@ -30,6 +31,7 @@ __all__ = [
     "TransientError",
     "Unauthorized",
     "UnsupportedFileType",
+    "UploadNotFound",
     "UploadTooLarge",
     "VideoUnreadable",
     "VideoqError",
@@ -113,6 +115,20 @@ class RequestError(VideoqError):
 class JobNotFound(RequestError):
     def __init__(self) -> None:
         super().__init__("Job not found")
+
+
+class UploadNotFound(RequestError):
+    """No such direct upload for this client (or the store no longer holds it)."""
+
+    def __init__(self) -> None:
+        super().__init__("Upload not found")
+
+
+class PartUrlRefused(RequestError):
+    """A part URL of the folder store whose signature is wrong or expired."""
+
+    def __init__(self) -> None:
+        super().__init__("Part URL is invalid or has expired")
 
 
 class ResultsNotReady(RequestError):

@@ -106,6 +106,11 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.uploads_expired = Counter(
+            "videoq_janitor_uploads_expired_total",
+            "Direct uploads past their expiry that the janitor aborted, parts deleted",
+            registry=r,
+        )
         self.http_latency = Histogram(
             "videoq_http_request_duration_seconds",
             "HTTP request latency",

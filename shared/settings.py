@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     #: S3 endpoint (MinIO, moto); credentials come from the usual ``AWS_*`` variables.
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+    #: Direct uploads (docs/uploads.md): the S3 endpoint their part URLs are
+    #: signed for, the one clients reach (default: ``s3_endpoint_url``)...
+    s3_public_endpoint_url: str | None = None
+    #: ...and how long an upload and its part URLs last (S3 caps presigned
+    #: URLs at 7 days); the janitor aborts it after that.
+    upload_expiry_seconds: int = Field(default=86400, gt=0, le=7 * 86400)
 
     #: Uploads larger than this are refused with 413 (the rest is not read).
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from services.api.auth import ApiKeys
 from services.api.deps import Backend, MetricsDep
+from services.api.direct_uploads import uploads_router
 from services.api.errors import install_error_handlers
 from services.api.models import submit_form
 from services.api.observe import ObserveMiddleware
@@ -67,6 +68,7 @@ def create_app(
     app.state.api_keys = ApiKeys.from_settings(settings)  # refuses to start without keys
     install_error_handlers(app)
     app.include_router(video_router(app.state.submit_form))
+    app.include_router(uploads_router)
 
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
 

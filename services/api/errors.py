@@ -14,6 +14,7 @@ from shared.errors import (
     InvalidParameter,
     JobConflict,
     JobNotFound,
+    PartUrlRefused,
     PipelineNotFound,
     RequestError,
     ResultsExpired,
@@ -22,6 +23,7 @@ from shared.errors import (
     TooManyJobs,
     Unauthorized,
     UnsupportedFileType,
+    UploadNotFound,
     UploadTooLarge,
     VideoqError,
 )
@@ -46,6 +48,8 @@ _STATUS: dict[type[VideoqError], int] = {
     InvalidParameter: 422,
     PipelineNotFound: 422,
     TooManyJobs: 429,
+    UploadNotFound: 404,
+    PartUrlRefused: 403,
 }
 
 

@@ -31,14 +31,21 @@ from shared.webhooks.model import DeliveryAttempt
 from shared.webhooks.ssrf import CallbackPolicy
 
 __all__ = [
+    "CompletedPart",
     "Delivery",
     "DeliveryList",
     "ErrorResponse",
     "JobList",
+    "PartUrl",
+    "ReceivedPart",
     "ResultsResponse",
     "StatusResponse",
     "SubmitForm",
     "SubmitResponse",
+    "UploadComplete",
+    "UploadCreate",
+    "UploadCreated",
+    "UploadStatus",
     "submit_form",
 ]
 
@@ -240,9 +247,18 @@ class SubmitForm(BaseModel):
             "description": f"The MP4 to analyse, at most {cls.max_upload_bytes} bytes"
             " (or give 'source' instead)",
         }
-        schema["properties"] = {"file": file, **schema["properties"]}
-        # Exactly one input: the file part, or the source field.
-        schema["oneOf"] = [{"required": ["file"]}, {"required": ["source"]}]
+        upload_id = {
+            "type": "string",
+            "format": "uuid",
+            "description": "Instead of file: a completed direct upload (POST /video/uploads)",
+        }
+        schema["properties"] = {"file": file, "upload_id": upload_id, **schema["properties"]}
+        # Exactly one input: the file part, the source field or an upload_id.
+        schema["oneOf"] = [
+            {"required": ["file"]},
+            {"required": ["source"]},
+            {"required": ["upload_id"]},
+        ]
         return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
@@ -404,3 +420,57 @@ class DeliveryList(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+# ---- direct uploads (docs/uploads.md) ---------------------------------------------
+
+
+class UploadCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(gt=0, description="The video's size in bytes")
+
+
+class PartUrl(BaseModel):
+    part_number: int
+    #: PUT the part's bytes here (no API key: the URL is the authority).
+    url: str
+
+
+class ReceivedPart(BaseModel):
+    part_number: int
+    etag: str
+    size: int
+
+
+class UploadCreated(BaseModel):
+    upload_id: UUID
+    #: Every part but the last is exactly this many bytes.
+    part_size: int
+    parts: list[PartUrl]
+    expires_at: datetime
+
+
+class UploadStatus(BaseModel):
+    upload_id: UUID
+    state: Literal["open", "completed", "submitted"]
+    size: int
+    part_size: int
+    expires_at: datetime
+    #: The parts the store holds (``open`` uploads only).
+    received: list[ReceivedPart]
+    #: Fresh URLs for the parts not received yet (``open`` uploads only).
+    parts: list[PartUrl]
+    #: The job made from it (``submitted``).
+    job_id: UUID | None = None
+
+
+class CompletedPart(BaseModel):
+    part_number: int = Field(ge=1, le=10_000)
+    etag: str = Field(min_length=1, max_length=200)
+
+
+class UploadComplete(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parts: list[CompletedPart] = Field(min_length=1, max_length=10_000)

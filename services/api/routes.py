@@ -66,7 +66,12 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorResponse,
         "description": "source is not under a prefix VIDEOQ_SOURCE_PREFIXES grants the client",
     },
-    409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another request"},
+    404: {"model": ErrorResponse, "description": "upload_id: no such upload (for this client)"},
+    409: {
+        "model": ErrorResponse,
+        "description": "Idempotency-Key reused with another request;"
+        " or upload_id not completed, or submitted already",
+    },
     413: {"model": ErrorResponse, "description": "Upload larger than the limit"},
     415: {"model": ErrorResponse, "description": "Unsupported file type (not MP4)"},
     422: {"model": ErrorResponse, "description": "Bad parameters, or pipeline not found"},

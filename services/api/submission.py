@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from services.api.models import SubmitForm
@@ -30,11 +31,13 @@ from shared.errors import (
     InvalidParameter,
     JobConflict,
     TooManyJobs,
+    UploadNotFound,
     WebhookFailed,
 )
 from shared.jobs import Job, input_key
 from shared.metrics import Metrics
 from shared.settings import Settings
+from shared.uploads import UploadState
 from shared.webhooks.ssrf import CallbackPolicy
 
 __all__ = ["SubmitRequest", "Submitted", "submit_job"]
@@ -100,7 +103,13 @@ async def submit_job(
     try:
         parsed = form.parse(received.fields)
         fields = parsed.job_fields()
-        _one_input({"file": received.has_file, "source": parsed.source is not None})
+        _one_input(
+            {
+                "file": received.has_file,
+                "source": parsed.source is not None,
+                _UPLOAD_FIELD: _UPLOAD_FIELD in received.fields,
+            }
+        )
         if parsed.source is not None:
             source = await check_source(
                 parsed.source, client_id=client_id, settings=settings, store=backends.store
@@ -111,6 +120,10 @@ async def submit_job(
         if received.upload is not None:
             await received.upload.abort()
         raise
+    if _UPLOAD_FIELD in received.fields:
+        return await _submit_upload(
+            received.fields[_UPLOAD_FIELD], fields, request, backends=backends, metrics=metrics
+        )
     if received.upload is not None:
         await received.upload.complete()
     identity: dict[str, str | None]
@@ -175,8 +188,10 @@ async def _check_callback(settings: Settings, url: str) -> None:
         raise InvalidParameter(str(exc)) from None
 
 
+#: The form field naming a completed direct upload (docs/uploads.md).
+_UPLOAD_FIELD = "upload_id"
 #: A submit names its input in exactly one of these (a form part or field).
-_INPUTS = ("file", "source")
+_INPUTS = ("file", "source", _UPLOAD_FIELD)
 
 
 def _one_input(given: dict[str, bool]) -> None:
@@ -187,6 +202,76 @@ def _one_input(given: dict[str, bool]) -> None:
             f"Give exactly one input: {choices}"
             + (f" (got {', '.join(named)})" if named else " (got none)")
         )
+
+
+async def _submit_upload(
+    raw_id: str,
+    fields: dict[str, Any],
+    request: SubmitRequest,
+    *,
+    backends: Backends,
+    metrics: Metrics,
+) -> Submitted:
+    """A job from a completed direct upload: its id is the upload's, its
+    input the upload's object (``shared.uploads``). One job per upload: a
+    second submit is a 409, unless it is a retry with the same
+    Idempotency-Key (the same job again). A refused submit leaves the upload
+    as it was, for a corrected retry."""
+    try:
+        upload_id = UUID(raw_id.strip())
+    except ValueError:
+        raise InvalidParameter("upload_id must be a UUID") from None
+    client_id, key = request.client_id, request.idempotency_key
+    text = json.dumps({**fields, "upload_id": str(upload_id)}, sort_keys=True)
+    request_hash = hashlib.sha256(text.encode()).hexdigest() if key else None
+    if key is not None:
+        earlier = await backends.repo.by_idempotency_key(client_id=client_id, key=key)
+        if earlier is not None:
+            return _replay(earlier, request_hash)
+    upload = await backends.repo.get_upload(upload_id)
+    if upload is None or upload.client_id != client_id:
+        raise UploadNotFound()
+    if upload.state is not UploadState.COMPLETED:
+        done = f" as job {upload.job_id}" if upload.job_id else ""
+        raise JobConflict(
+            f"Upload is {upload.state.value}{done}; only a completed one starts a job"
+        )
+    job = await backends.repo.create(
+        job_id=upload.upload_id,
+        input_path=upload.key,
+        input_bytes=upload.size,
+        client_id=client_id,
+        idempotency_key=key,
+        request_hash=request_hash,
+        upload_id=upload.upload_id,
+        **fields,
+    )
+    if job is None:  # the key was taken meanwhile
+        assert key is not None
+        earlier = await backends.repo.by_idempotency_key(client_id=client_id, key=key)
+        if earlier is None:
+            raise JobConflict("Idempotency-Key was already used with a different request")
+        return _replay(earlier, request_hash)
+    metrics.jobs_submitted.labels(job.pipeline).inc()
+    log.info(
+        "job.submitted",
+        extra={
+            "job_id": str(job.job_id),
+            "pipeline": job.pipeline,
+            "bytes": upload.size,
+            "client": client_id,
+            "upload": True,
+        },
+    )
+    return Submitted(job.job_id, published=await outbox.publish(backends.broker, job.job_id))
+
+
+def _replay(earlier: Job, request_hash: str | None) -> Submitted:
+    if earlier.request_hash != request_hash:
+        raise JobConflict(
+            "Idempotency-Key was already used with different parameters or a different file"
+        )
+    return Submitted(earlier.job_id, replay=True)
 
 
 def _request_hash(fields: dict[str, object], identity: dict[str, str | None]) -> str:

@@ -204,6 +204,11 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                 max_frames=args.max_frames,
                 sampling=args.sampling,
                 on_upload=upload.update,
+                **(
+                    {}
+                    if args.direct_upload_above is None
+                    else {"direct_above": args.direct_upload_above}
+                ),
             )
         if not args.wait:
             print(job_id)
@@ -370,6 +375,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="progress bars on stderr for the upload and the --wait"
         " (default: when stderr is a terminal)",
+    )
+    p.add_argument(
+        "--direct-upload-above",
+        type=int,
+        metavar="BYTES",
+        help="send files of at least this size straight to the store in parts"
+        " (resumable; docs/uploads.md), not through the api; 0: never"
+        " (default: 64 MiB)",
     )
     p.set_defaults(func=_cmd_submit)
 

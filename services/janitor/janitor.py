@@ -16,6 +16,8 @@ sends are ``shared.outbox``'s):
 - status events go out in order, and old ``Idempotency-Key``s are forgotten;
 - retention and erasure (``shared.retention``): erasures owed are done,
   inputs and results past retention deleted, jobs past retention erased.
+- direct uploads past their expiry that no job took over are aborted, their
+  parts (or completed object) deleted, then their rows.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from shared.metrics import Metrics
 from shared.repository import ExpiredLeases, JanitorRepository
 from shared.settings import Settings
 from shared.store import ObjectStore
+from shared.uploads import discard
 
 __all__ = ["Janitor", "SweepReport"]
 
@@ -51,6 +54,7 @@ class SweepReport:
     keys_expired: int = 0
     parked: int = 0
     retention: retention.RetentionReport = field(default_factory=retention.RetentionReport)
+    uploads_expired: int = 0
 
 
 class Janitor:
@@ -136,6 +140,7 @@ class Janitor:
         retained = await retention.sweep(
             self._repo, self._store, settings=self._settings, metrics=self._metrics, limit=_BATCH
         )
+        uploads_expired = await self._expire_uploads()
         return SweepReport(
             requeued=len(expired.requeued),
             failed=len(expired.failed),
@@ -144,7 +149,22 @@ class Janitor:
             keys_expired=forgotten,
             parked=len(parked),
             retention=retained,
+            uploads_expired=uploads_expired,
         )
+
+    async def _expire_uploads(self) -> int:
+        """Abort up to one batch of expired uploads; a store that is away
+        leaves their rows for a later sweep."""
+        async with self._repo.lock_expired_uploads(limit=_BATCH) as locked:
+            for upload in locked.rows:
+                await discard(self._store, upload)
+                log.info(
+                    "janitor.upload_expired",
+                    extra={"upload_id": str(upload.upload_id), "client": upload.client_id},
+                )
+            await locked.record(locked.rows)
+        self._metrics.uploads_expired.inc(len(locked.rows))
+        return len(locked.rows)
 
     async def run(self) -> None:
         """Sweep every ``janitor_interval_seconds`` until ``stop``."""

@@ -16,6 +16,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from uuid import UUID
 
 from shared.jobs import Job, JobEvent, JobStatus
+from shared.uploads import UploadRecord
 from shared.webhooks.model import DeliveryAttempt
 
 __all__ = ["ExpiredLeases", "JanitorRepository", "JobRepository", "LockedRows", "Retained"]
@@ -83,7 +84,31 @@ class JobRepository(Protocol):
         metadata: dict[str, Any] | None = None,
         input_owned: bool = True,
         callback_url: str | None = None,
-    ) -> Job | None: ...
+        upload_id: UUID | None = None,
+    ) -> Job | None:
+        """``None`` when the client's ``idempotency_key`` is taken. With
+        ``upload_id``, the completed upload becomes the job's input at once,
+        or ``JobConflict`` (not completed, or submitted already)."""
+
+    async def create_upload(
+        self,
+        *,
+        upload_id: UUID,
+        client_id: str,
+        key: str,
+        store_upload_id: str,
+        size: int,
+        part_size: int,
+        expires_in_seconds: float,
+    ) -> UploadRecord: ...
+
+    async def get_upload(self, upload_id: UUID) -> UploadRecord | None: ...
+
+    async def mark_upload_completed(self, upload_id: UUID) -> UploadRecord | None:
+        """``open`` -> ``completed``; ``None`` when it was not open."""
+
+    async def delete_upload(self, upload_id: UUID) -> bool:
+        """Forget an upload no job took over; ``False`` if there was none."""
 
     async def by_idempotency_key(self, *, client_id: str, key: str) -> Job | None: ...
 
@@ -180,6 +205,12 @@ class JanitorRepository(JobRepository, Protocol):
         """Unpublished status events, oldest first. One holder at a time, so
         a job's events go out in the order they happened: while another
         janitor holds them, no rows."""
+
+    def lock_expired_uploads(
+        self, *, limit: int
+    ) -> AbstractAsyncContextManager[LockedRows[UploadRecord]]:
+        """Uploads past ``expires_at`` that no job took over; ``record``
+        deletes their rows (after the caller dropped their parts)."""
 
     async def forget_idempotency_keys(self, *, older_than_seconds: float, limit: int) -> int:
         """Clear the ``Idempotency-Key`` of up to ``limit`` jobs created more

@@ -15,10 +15,11 @@ from uuid import UUID
 
 import asyncpg
 
-from shared.errors import DependencyUnavailable
+from shared.errors import DependencyUnavailable, JobConflict
 from shared.jobs import CANCELLED, TERMINAL, Job, JobEvent, JobStatus, Transition
 from shared.repository.base import ExpiredLeases, LockedRows, Retained
 from shared.repository.migrate import apply_migrations
+from shared.uploads import UploadRecord, UploadState
 from shared.webhooks.model import DeliveryAttempt
 
 __all__ = ["PostgresJobRepository", "connect_repository"]
@@ -184,6 +185,34 @@ _RETAINED: dict[Retained, str] = {
 }
 
 
+_INSERT_JOB = (
+    "WITH t AS (INSERT INTO jobs (job_id, input_path, pipeline, options, input_bytes,"
+    " client_id, idempotency_key, request_hash, tag, metadata, input_owned, callback_url)"
+    " VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)"
+    " ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
+    " DO NOTHING RETURNING *)" + _WITH_EVENT
+)
+
+
+class _KeyTaken(Exception):
+    """Rolls back a submit-from-upload whose Idempotency-Key is taken."""
+
+
+def _row_to_upload(row: asyncpg.Record) -> UploadRecord:
+    return UploadRecord(
+        upload_id=row["upload_id"],
+        client_id=row["client_id"],
+        key=row["key"],
+        store_upload_id=row["store_upload_id"],
+        size=row["size"],
+        part_size=row["part_size"],
+        state=UploadState(row["state"]),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        job_id=row["job_id"],
+    )
+
+
 class PostgresJobRepository:
     """``JanitorRepository`` (and so ``JobRepository``) on a PostgreSQL
     connection pool."""
@@ -228,32 +257,57 @@ class PostgresJobRepository:
         metadata: dict[str, Any] | None = None,
         input_owned: bool = True,
         callback_url: str | None = None,
+        upload_id: UUID | None = None,
     ) -> Job | None:
         """Insert a pending job (and its ``pending`` event). ``None`` when the
-        client's ``idempotency_key`` is taken already (see ``by_idempotency_key``)."""
-        row = await self._run(
-            lambda c: c.fetchrow(
-                "WITH t AS (INSERT INTO jobs (job_id, input_path, pipeline, options, input_bytes,"
-                " client_id, idempotency_key, request_hash, tag, metadata, input_owned,"
-                " callback_url)"
-                " VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)"
-                " ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
-                " DO NOTHING RETURNING *)" + _WITH_EVENT,
-                job_id,
-                input_path,
-                pipeline,
-                json.dumps(options, sort_keys=True),
-                input_bytes,
-                client_id,
-                idempotency_key,
-                request_hash,
-                tag,
-                json.dumps(metadata or {}, sort_keys=True),
-                input_owned,
-                callback_url,
-            )
+        client's ``idempotency_key`` is taken already (see ``by_idempotency_key``).
+
+        With ``upload_id``, the completed upload becomes the job's input in
+        the same transaction; ``JobConflict`` when it is not completed (or
+        another submit took it first).
+        """
+        args = (
+            job_id,
+            input_path,
+            pipeline,
+            json.dumps(options, sort_keys=True),
+            input_bytes,
+            client_id,
+            idempotency_key,
+            request_hash,
+            tag,
+            json.dumps(metadata or {}, sort_keys=True),
+            input_owned,
+            callback_url,
         )
-        return None if row is None else _row_to_job(row)
+        if upload_id is None:
+            row = await self._run(lambda c: c.fetchrow(_INSERT_JOB, *args))
+            return None if row is None else _row_to_job(row)
+        try:
+            return await self._create_from_upload(upload_id, client_id, job_id, args)
+        except _KeyTaken:
+            return None
+
+    async def _create_from_upload(
+        self, upload_id: UUID, client_id: str, job_id: UUID, args: tuple[Any, ...]
+    ) -> Job:
+        async with self.transaction() as conn:
+            # The upload's row lock makes two racing submits of it take turns.
+            taken = await conn.fetchval(
+                "UPDATE uploads SET state = 'submitted' WHERE upload_id = $1"
+                " AND client_id = $2 AND state = 'completed' RETURNING upload_id",
+                upload_id,
+                client_id,
+            )
+            if taken is None:
+                raise JobConflict("Upload is not completed, or was submitted already")
+            row = await conn.fetchrow(_INSERT_JOB, *args)
+            if row is None:
+                raise _KeyTaken()  # rolls back the upload's change too
+            await conn.execute(
+                "UPDATE uploads SET job_id = $2 WHERE upload_id = $1", upload_id, job_id
+            )
+        return _row_to_job(row)
 
     async def count_in_flight(self, client_id: str) -> int:
         """How many of the client's jobs are pending or running."""
@@ -557,6 +611,80 @@ class PostgresJobRepository:
                 )
 
             yield LockedRows(events, stamp)
+
+    # ---- direct uploads --------------------------------------------------------------
+
+    async def create_upload(
+        self,
+        *,
+        upload_id: UUID,
+        client_id: str,
+        key: str,
+        store_upload_id: str,
+        size: int,
+        part_size: int,
+        expires_in_seconds: float,
+    ) -> UploadRecord:
+        """Record an ``open`` upload that expires ``expires_in_seconds`` from now."""
+        row = await self._run(
+            lambda c: c.fetchrow(
+                "INSERT INTO uploads (upload_id, client_id, key, store_upload_id, size,"
+                " part_size, expires_at) VALUES ($1, $2, $3, $4, $5, $6,"
+                " now() + make_interval(secs => $7)) RETURNING *",
+                upload_id,
+                client_id,
+                key,
+                store_upload_id,
+                size,
+                part_size,
+                expires_in_seconds,
+            )
+        )
+        assert row is not None  # an INSERT ... RETURNING without conflict clause
+        return _row_to_upload(row)
+
+    async def get_upload(self, upload_id: UUID) -> UploadRecord | None:
+        row = await self._run(
+            lambda c: c.fetchrow("SELECT * FROM uploads WHERE upload_id = $1", upload_id)
+        )
+        return None if row is None else _row_to_upload(row)
+
+    async def mark_upload_completed(self, upload_id: UUID) -> UploadRecord | None:
+        """``open`` -> ``completed``; ``None`` when it was not open."""
+        row = await self._run(
+            lambda c: c.fetchrow(
+                "UPDATE uploads SET state = 'completed' WHERE upload_id = $1"
+                " AND state = 'open' RETURNING *",
+                upload_id,
+            )
+        )
+        return None if row is None else _row_to_upload(row)
+
+    async def delete_upload(self, upload_id: UUID) -> bool:
+        """Forget an upload no job took over; ``False`` if there was none."""
+        status = await self._run(
+            lambda c: c.execute(
+                "DELETE FROM uploads WHERE upload_id = $1 AND state <> 'submitted'", upload_id
+            )
+        )
+        return status.endswith(" 1")
+
+    @asynccontextmanager
+    async def lock_expired_uploads(self, *, limit: int) -> AsyncIterator[LockedRows[UploadRecord]]:
+        async with self.transaction() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM uploads WHERE state <> 'submitted' AND expires_at < now()"
+                " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+                limit,
+            )
+
+            async def forget(done: Sequence[UploadRecord]) -> None:
+                await conn.execute(
+                    "DELETE FROM uploads WHERE upload_id = ANY($1::uuid[])",
+                    [upload.upload_id for upload in done],
+                )
+
+            yield LockedRows([_row_to_upload(row) for row in rows], forget)
 
     async def forget_idempotency_keys(self, *, older_than_seconds: float, limit: int) -> int:
         """Clear the ``Idempotency-Key`` of up to ``limit`` jobs created more

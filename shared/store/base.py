@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["ObjectStore", "Upload"]
+__all__ = ["ObjectStore", "StoredPart", "Upload"]
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    """A part of a multipart upload that the store holds."""
+
+    part_number: int
+    etag: str
+    size: int
 
 
 class Upload(Protocol):
@@ -23,7 +33,13 @@ class Upload(Protocol):
 
 class ObjectStore(Protocol):
     """Raises ``DependencyUnavailable`` when the store cannot be reached and
-    ``InputMissing`` when a key that must exist does not."""
+    ``InputMissing`` when a key that must exist does not.
+
+    The ``*_multipart`` methods are direct uploads (``shared.uploads``): the
+    client PUTs the parts itself, to the URLs ``presign_part`` gives. They
+    raise ``UploadNotFound`` for a multipart upload the store does not hold
+    and ``InvalidParameter`` for parts it refuses to assemble.
+    """
 
     async def ping(self) -> None: ...
 
@@ -56,3 +72,23 @@ class ObjectStore(Protocol):
         keys: ``s3://bucket/key`` on S3, ``file:///path`` on a folder store
         (``source=`` inputs). Read it only; the service never deletes it.
         Raises ``InputMissing`` for a scheme this store cannot read."""
+
+    async def create_multipart(self, key: str, *, content_type: str) -> str:
+        """Start a multipart upload of ``key``; return the store's id for it."""
+
+    async def presign_part(
+        self, key: str, upload_id: str, part_number: int, *, expires_in: int
+    ) -> str:
+        """A URL a client PUTs part ``part_number`` to, valid ``expires_in``
+        seconds. A relative URL is served by the api itself (folder store)."""
+
+    async def list_parts(self, key: str, upload_id: str) -> list[StoredPart]:
+        """The parts received so far, by part number."""
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> int:
+        """Assemble ``(part_number, etag)`` in order into ``key``; return its size."""
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop the upload and its parts (nothing if it is gone already)."""

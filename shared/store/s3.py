@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ import aiobotocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.errors import DependencyUnavailable, InputMissing
+from shared.errors import DependencyUnavailable, InputMissing, InvalidParameter, UploadNotFound
+from shared.store.base import StoredPart
 
 __all__ = ["S3Store"]
 
@@ -25,6 +26,8 @@ PART_SIZE = 8 * 1024 * 1024
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 #: A range that starts at or past the object's end.
 _PAST_THE_END = {"InvalidRange", "416"}
+#: What S3 answers a complete whose part list is not what it holds.
+_BAD_PARTS = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}
 #: Files up to this size are uploaded with one read and one PUT.
 _INLINE_READ = 1024 * 1024
 
@@ -56,8 +59,13 @@ def _domain_errors(key: str | None = None) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        if key is not None and exc.response.get("Error", {}).get("Code") in _MISSING:
+        code = exc.response.get("Error", {}).get("Code")
+        if key is not None and code in _MISSING:
             raise InputMissing(f"object {key} not found") from None
+        if code == "NoSuchUpload":
+            raise UploadNotFound() from None
+        if code in _BAD_PARTS:
+            raise InvalidParameter(f"parts: the store refused them ({code})") from None
         raise _unavailable(exc) from None
     except (BotoCoreError, OSError, TimeoutError) as exc:
         raise _unavailable(exc) from None
@@ -145,24 +153,42 @@ class S3Store:
     """``ObjectStore`` on S3 or an S3-compatible endpoint. Build with ``open``."""
 
     def __init__(
-        self, *, client: Any, exit_stack: contextlib.AsyncExitStack, bucket: str, prefix: str
+        self,
+        *,
+        client: Any,
+        exit_stack: contextlib.AsyncExitStack,
+        bucket: str,
+        prefix: str,
+        presigner: Any = None,
     ) -> None:
         self.client = client
+        #: Signs part URLs for the endpoint clients reach (may differ from ours).
+        self._presigner = presigner or client
         self.bucket = bucket
         self._prefix = prefix
         self._exit_stack = exit_stack
 
     @classmethod
     async def open(
-        cls, storage_url: str, *, endpoint_url: str | None, region: str, create_bucket: bool = False
+        cls,
+        storage_url: str,
+        *,
+        endpoint_url: str | None,
+        region: str,
+        create_bucket: bool = False,
+        public_endpoint_url: str | None = None,
     ) -> S3Store:
         """Open a client for ``s3://bucket[/prefix]``; with ``create_bucket``,
-        create the bucket if it is missing (dev and tests)."""
+        create the bucket if it is missing (dev and tests). Part URLs are
+        signed for ``public_endpoint_url`` (default: ``endpoint_url``)."""
         rest = storage_url.removeprefix("s3://")
         bucket, _, prefix = rest.partition("/")
         stack = contextlib.AsyncExitStack()
         session = aiobotocore.session.get_session()
         config = Config(
+            # SigV4 for presigned URLs too (botocore presigns SigV2 by default,
+            # which S3 has deprecated and rclone refuses).
+            signature_version="s3v4",
             s3={"addressing_style": "path"},
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=5,
@@ -175,7 +201,21 @@ class S3Store:
             )
         )
         client.meta.events.register("before-call.s3.GetObject", _no_object_checksum_on_ranges)
-        store = cls(client=client, exit_stack=stack, bucket=bucket, prefix=prefix.strip("/"))
+        presigner = None
+        if public_endpoint_url and public_endpoint_url != endpoint_url:
+            # Signing is local (no request): this client only computes URLs.
+            presigner = await stack.enter_async_context(
+                session.create_client(
+                    "s3", endpoint_url=public_endpoint_url, region_name=region, config=config
+                )
+            )
+        store = cls(
+            client=client,
+            exit_stack=stack,
+            bucket=bucket,
+            prefix=prefix.strip("/"),
+            presigner=presigner,
+        )
         if create_bucket:
             try:
                 await client.head_bucket(Bucket=bucket)
@@ -299,3 +339,62 @@ class S3Store:
             client=self.client, exit_stack=contextlib.AsyncExitStack(), bucket=bucket, prefix=""
         )
         return view, key
+
+    async def create_multipart(self, key: str, *, content_type: str) -> str:
+        with _domain_errors():
+            created = await self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key(key), ContentType=content_type
+            )
+        return str(created["UploadId"])
+
+    async def presign_part(
+        self, key: str, upload_id: str, part_number: int, *, expires_in: int
+    ) -> str:
+        with _domain_errors():
+            url = await self._presigner.generate_presigned_url(
+                "upload_part",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": self.key(key),
+                    "UploadId": upload_id,
+                    "PartNumber": part_number,
+                },
+                ExpiresIn=expires_in,
+            )
+        return str(url)
+
+    async def list_parts(self, key: str, upload_id: str) -> list[StoredPart]:
+        parts: list[StoredPart] = []
+        with _domain_errors():
+            pages = self.client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=self.key(key), UploadId=upload_id
+            )
+            async for page in pages:
+                parts.extend(
+                    StoredPart(int(p["PartNumber"]), str(p["ETag"]), int(p["Size"]))
+                    for p in page.get("Parts", [])
+                )
+        return sorted(parts, key=lambda p: p.part_number)
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> int:
+        with _domain_errors():
+            await self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key(key),
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]
+                },
+            )
+        return await self.size(key)
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            with _domain_errors():
+                await self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key(key), UploadId=upload_id
+                )
+        except UploadNotFound:
+            return  # gone already: what was asked for

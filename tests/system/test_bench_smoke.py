@@ -39,6 +39,7 @@ BENCHMARKS = [
     ),
     ("bench.api_load", ("closed loop status", "fixed rate  status", "targets:"), "fixed"),
     ("bench.upload", ("raw multipart", "videoq submit", "targets:"), "videoq_mb_s"),
+    ("bench.direct_upload", ("direct upload", "streamed submit", "targets:"), "ratio4"),
     ("bench.scaling", ("worker process(es):", "queue depth", "median of 1 round"), "throughput"),
     ("bench.pages", ("page via the index", "page via the whole document", "targets:"), "indexed"),
 ]

@@ -29,8 +29,13 @@ def _documented(settings: Settings) -> dict:
 def test_the_documented_body_states_every_limit_and_default_of_the_deployment():
     schema = _documented(DEPLOYMENT)
     fields = schema["properties"]
-    # Exactly one input: the file part or the source field.
-    assert schema["oneOf"] == [{"required": ["file"]}, {"required": ["source"]}]
+    # Exactly one input: the file part, the source field or a direct upload.
+    assert schema["oneOf"] == [
+        {"required": ["file"]},
+        {"required": ["source"]},
+        {"required": ["upload_id"]},
+    ]
+    assert fields["upload_id"]["format"] == "uuid"
     assert fields["file"]["format"] == "binary"
     assert "at most 1000 bytes" in fields["file"]["description"]
     assert fields["pipeline"]["default"] == "noop"
