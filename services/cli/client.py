@@ -73,6 +73,7 @@ class Client:
         frame_stride: int | None = None,
         max_frames: int | None = None,
         sampling: str | None = None,
+        callback_url: str | None = None,
         on_upload: Callable[[int], object] | None = None,
         direct_above: int = DIRECT_UPLOAD_ABOVE,
     ) -> str:
@@ -90,6 +91,7 @@ class Client:
                 ("frame_stride", frame_stride),
                 ("max_frames", max_frames),
                 ("sampling", sampling),
+                ("callback_url", callback_url),
             )
             if v is not None
         }
@@ -110,6 +112,11 @@ class Client:
                 "/video/submit", files={"file": (path.name, upload, "video/mp4")}, data=fields
             )
         return str(self._check(response)["job_id"])
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's webhook delivery log, oldest attempt first."""
+        answer = self._check(self._http.get(f"/video/jobs/{job_id}/deliveries"))
+        return list(answer["deliveries"])
 
     def upload(self, path: Path, *, on_upload: Callable[[int], object] | None = None) -> str:
         """Send ``path`` as a direct upload and complete it; return its ``upload_id``.

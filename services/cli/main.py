@@ -203,6 +203,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                 frame_stride=args.stride,
                 max_frames=args.max_frames,
                 sampling=args.sampling,
+                callback_url=args.callback_url,
                 on_upload=upload.update,
                 **(
                     {}
@@ -230,6 +231,13 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         _write_results(client, job_id, args.output)
         return EXIT_OK
+
+
+def _cmd_deliveries(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        deliveries = client.deliveries(args.job)
+    print(json.dumps({"deliveries": deliveries}, indent=2))
+    return EXIT_OK
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -363,6 +371,11 @@ def _parser() -> argparse.ArgumentParser:
         " decode cheaply",
     )
     p.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="POST a signed webhook here when the job completes or fails (docs/webhooks.md)",
+    )
+    p.add_argument(
         "--wait",
         action="store_true",
         help="wait for the job; print its results (exit 0) or its error (exit 1)",
@@ -389,6 +402,10 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="show a job's status (exit 1 if it failed)")
     p.add_argument("job")
     p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("deliveries", help="show a job's webhook delivery attempts")
+    p.add_argument("job")
+    p.set_defaults(func=_cmd_deliveries)
 
     p = sub.add_parser("results", help="print a completed job's results (exit 5 if not ready)")
     p.add_argument("job")
