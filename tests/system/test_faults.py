@@ -17,11 +17,14 @@ import asyncpg
 import boto3
 import httpx
 import pytest
+import standardwebhooks
+from pydantic import SecretStr
 
 from services.cli.client import Client
 from shared.repository import connect_repository
 from tests.support.jobs import add_job
 from tests.support.proxy import TcpProxy
+from tests.support.receiver import receiver
 from tests.support.services import queue_depth
 from tests.support.stack import Stack, _env
 from tests.support.waiting import wait_until
@@ -346,3 +349,51 @@ def test_a_job_over_its_time_limit_is_stopped_retried_and_failed_with_the_reason
         stack.stop()
     assert final["status"] == "failed" and final["attempts"] == 2
     assert final["error_message"] == "Job exceeded the time limit of 1 s (gave up after 2 attempts)"
+
+
+def test_webhooks_in_the_retry_tiers_survive_a_rabbitmq_restart(settings, sample_mp4, tmp_path):
+    if not shutil.which("rabbitmqctl"):
+        pytest.fail("this test restarts the local RabbitMQ: rabbitmqctl is needed")
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    hook_settings = settings.model_copy(
+        update={
+            "webhook_secrets": SecretStr(f"anonymous:{secret}"),
+            # Long enough that every failed delivery sits in the tier while
+            # the broker is away.
+            "webhook_retry_delays": (8.0, 8.0),
+            "webhook_allow_http": True,
+            "webhook_allow_networks": ("127.0.0.0/8",),
+        }
+    )
+    stack = Stack(hook_settings, tmp_path / "logs")
+    try:
+        url = stack.start_all()
+        stack.start_notifier()
+        jobs = 3
+        # Every job's first attempt fails; everything after is accepted.
+        with receiver([500] * jobs + [204]) as hook, Client(url) as client:
+            ids = [client.submit(sample_mp4, callback_url=hook.url) for _ in range(jobs)]
+            wait_until(lambda: len(hook.received) >= jobs, timeout=90, what="first attempts")
+            _rabbitmqctl("stop_app")
+            try:
+                time.sleep(2)
+            finally:
+                _rabbitmqctl("start_app")
+            wait_until(
+                lambda: sum(r.status == 204 for r in hook.received) >= jobs,
+                timeout=120,
+                interval=0.5,
+                what="every webhook delivered after the restart",
+            )
+            verifier = standardwebhooks.Webhook(secret)
+            delivered = {
+                verifier.verify(r.body, r.headers)["data"]["job_id"]
+                for r in hook.received
+                if r.status == 204
+            }
+            assert delivered == set(ids)
+            for job_id in ids:
+                log = client.deliveries(job_id)
+                assert [(a["attempt"], a["status_code"]) for a in log][-1][1] == 204, log
+    finally:
+        stack.stop()
