@@ -1,7 +1,7 @@
 """Benchmark: webhook deliveries per second, through RabbitMQ, to a loopback receiver.
 
-    python -m bench.webhooks [--webhooks N] [--notifiers K] [--concurrency C]
-        [--tier-seconds S] [--json PATH]
+    python -m bench.webhooks [--quick] [--webhooks N] [--notifiers K]
+        [--concurrency C] [--tier-seconds S] [--json PATH]
 
 On a fresh vhost and database (``bench.stack``), K ``videoq-notifier``
 processes (``VIDEOQ_WEBHOOK_CONCURRENCY`` = C each) and a receiver on
@@ -40,6 +40,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
+from bench.machine import describe, load_average, print_description
 from bench.stack import bench_services, wait_for_consumers
 from shared import outbox
 from shared.broker import AmqpBroker
@@ -198,19 +199,30 @@ def _cpu(pid: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="50 webhooks (the test suite's run)")
     parser.add_argument("--webhooks", type=int, default=1000)
     parser.add_argument("--notifiers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--tier-seconds", type=float, default=0.5)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.quick:
+        args.webhooks = 50
+    info = describe(bench_services())
+    print_description(info)
     results = [asyncio.run(_phase(args, fail_first=flag)) for flag in (False, True)]
     for result in results:
-        print(json.dumps(result))
-    cores = psutil.cpu_count()
-    print(f"(one machine, {cores} cores, shared with other work: figures are indicative)")
+        print(
+            f"  {result['phase']:<26} {result['webhooks']:>6} webhooks {result['attempts']:>6}"
+            f" attempts  {result['deliveries_per_s']:>7.1f} deliveries/s"
+            f"  {result['attempts_per_s']:>7.1f} attempts/s"
+            f"  notifier CPU {result['notifier_cpu_ms_per_attempt']:.2f} ms/attempt"
+        )
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in load_average())}")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        summary = {r["phase"]: r["deliveries_per_s"] for r in results}
+        document = {"machine": info, "summary": summary, "phases": results}
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ BENCHMARKS = [
     ("bench.direct_upload", ("direct upload", "streamed submit", "targets:"), "ratio4"),
     ("bench.scaling", ("worker process(es):", "queue depth", "median of 1 round"), "throughput"),
     ("bench.pages", ("page via the index", "page via the whole document", "targets:"), "indexed"),
+    ("bench.webhooks", ("direct", "through the retry queue", "deliveries/s"), "direct"),
 ]
 
 
