@@ -20,6 +20,7 @@ from shared.broker import AmqpBroker
 from shared.metrics import Metrics
 from shared.repository import connect_repository
 from shared.settings import Settings
+from tests.support.jobs import add_job
 from tests.support.receiver import receiver
 from tests.support.stack import _env
 from tests.support.waiting import async_wait_until
@@ -58,13 +59,8 @@ async def stack(hook_settings):
 
 async def finished_job(repo, broker, *, callback_url, client_id="acme", fail=False) -> uuid.UUID:
     """A job that ran and ended, its events published as the janitor does."""
-    job_id = uuid.uuid4()
-    await repo.create(
-        job_id=job_id,
-        input_path=f"inputs/{job_id}.mp4",
-        pipeline="basic",
-        options={},
-        input_bytes=1,
+    job_id = await add_job(
+        repo,
         client_id=client_id,
         tag="cam-7",
         metadata={"site": "north"},
@@ -162,16 +158,7 @@ async def test_a_callback_that_turned_bad_fails_for_good_without_connecting(stac
         guarded = hook_settings.model_copy(update={"webhook_allow_networks": ()})
         notifier = Notifier(settings=guarded, repo=repo, broker=broker, metrics=Metrics())
         # The fixture's notifier allows loopback; this test's job goes to one that does not.
-        job_id = uuid.uuid4()
-        await repo.create(
-            job_id=job_id,
-            input_path="x",
-            pipeline="basic",
-            options={},
-            input_bytes=1,
-            client_id="acme",
-            callback_url=bad,
-        )
+        job_id = await add_job(repo, client_id="acme", callback_url=bad)
         from services.notifier.notifier import OwedWebhook
 
         job = await repo.get(job_id)
@@ -187,16 +174,7 @@ async def test_a_callback_that_turned_bad_fails_for_good_without_connecting(stac
 async def test_an_erased_job_gets_no_webhook(stack, hook_settings):
     repo, broker = stack
     with receiver([200]) as hook:
-        job_id = uuid.uuid4()
-        await repo.create(
-            job_id=job_id,
-            input_path="x",
-            pipeline="basic",
-            options={},
-            input_bytes=1,
-            client_id="acme",
-            callback_url=hook.url,
-        )
+        job_id = await add_job(repo, client_id="acme", callback_url=hook.url)
         await repo.claim(job_id, owner="w", lease_seconds=30)
         await repo.complete(job_id, owner="w", output_path="y")
         # Erased before its webhook reaches the notifier: the event row goes with

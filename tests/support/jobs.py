@@ -7,8 +7,9 @@ import uuid
 from typing import Any
 
 
-async def add_job(repo: Any, job_id: uuid.UUID | None = None) -> uuid.UUID:
-    """Create a pending ``basic`` job (a 1-byte input that is never stored)."""
+async def add_job(repo: Any, job_id: uuid.UUID | None = None, **fields: Any) -> uuid.UUID:
+    """Create a pending ``basic`` job (a 1-byte input that is never stored);
+    ``fields`` are more of ``repo.create``'s (client_id, tag, callback_url, ...)."""
     job_id = job_id or uuid.uuid4()
     await repo.create(
         job_id=job_id,
@@ -16,5 +17,6 @@ async def add_job(repo: Any, job_id: uuid.UUID | None = None) -> uuid.UUID:
         pipeline="basic",
         options={},
         input_bytes=1,
+        **fields,
     )
     return job_id
