@@ -42,9 +42,8 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -57,7 +56,7 @@ from bench.figures import write_json
 from bench.inputs import tiny_mp4
 from bench.machine import describe, print_description
 from bench.peer.stack import PeerStack, peer_stack
-from bench.stack import bench_services, default_s3_credentials
+from bench.stack import bench_services, default_s3_credentials, own_s3_server
 from tests.support.s3server import S3Server
 from tests.support.stack import free_port
 
@@ -324,26 +323,10 @@ RESTARTS: dict[str, Fault] = {
 }
 
 
-@contextlib.contextmanager
-def _own_s3() -> Iterator[S3Server]:
-    with tempfile.TemporaryDirectory(prefix="videoq-peer-faults-") as data:
-        server = S3Server(
-            Path(data) / "objects",
-            port=free_port(),
-            access_key=os.environ["AWS_ACCESS_KEY_ID"],
-            secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        )
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
-
-
 async def run(names: Sequence[str], faults: dict[str, Fault]) -> list[Outcome]:
     outcomes = []
     for name in names:
-        with _own_s3() as server:
+        with own_s3_server() as server:
             async with peer_stack(server.url) as peer:
                 outcome = await faults[name](peer, server)
         print(outcome.line(), flush=True)

@@ -44,6 +44,7 @@ __all__ = [
     "bench_services",
     "default_s3_credentials",
     "fresh_stack",
+    "own_s3_server",
     "pair_label",
     "retrying",
     "s3_endpoint",
@@ -83,9 +84,9 @@ def bench_services(s3: str = "") -> Services:
 
 
 @contextlib.contextmanager
-def s3_server() -> Iterator[tuple[str, int]]:
+def own_s3_server() -> Iterator[S3Server]:
     """A real S3 server of our own (rclone's ``serve s3`` on a temporary
-    folder, as the tests use) on a free port: (its URL, its pid)."""
+    folder, as the tests use) on a free port, started; stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="videoq-bench-s3-") as data:
         server = S3Server(
             Path(data) / "objects",
@@ -95,10 +96,17 @@ def s3_server() -> Iterator[tuple[str, int]]:
         )
         server.start()
         try:
-            assert server.pid is not None
-            yield server.url, server.pid
+            yield server
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[tuple[str, int]]:
+    """``own_s3_server()`` as (its URL, its pid)."""
+    with own_s3_server() as server:
+        assert server.pid is not None
+        yield server.url, server.pid
 
 
 @contextlib.contextmanager
