@@ -54,7 +54,7 @@ from bench.figures import (
     write_json,
 )
 from bench.inputs import small_clip
-from bench.machine import describe, load_average, print_description
+from bench.machine import describe, figures_document, load_average, print_description
 from bench.stack import (
     BenchStack,
     Code,
@@ -431,14 +431,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for r in rounds:
         if "whatif" in r:
             r["whatif"] = _pair_json(r["whatif"])
-    return {
-        "benchmark": "api_load",
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "machine": info,
-        "load_average_end": load_average(),
-        "summary": summary,
-        "rounds": rounds,
-    }
+    return figures_document(
+        "api_load",
+        args,
+        info,
+        summary=summary,
+        rounds=rounds,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

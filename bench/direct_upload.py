@@ -35,7 +35,7 @@ import psutil  # type: ignore[import-untyped]
 
 from bench.figures import Row, Target, median, show, write_json
 from bench.inputs import mp4_like_file
-from bench.machine import describe, load_average, print_description
+from bench.machine import describe, figures_document, load_average, print_description
 from bench.stack import bench_services, default_s3_credentials, fresh_stack, retrying, s3_endpoint
 from bench.upload import MiB, raw_multipart, videoq_upload
 
@@ -150,14 +150,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ],
         "targets:",
     )
-    return {
-        "benchmark": "direct_upload",
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "machine": info,
-        "load_average_end": load_average(),
-        "summary": summary,
-        "rounds": rounds,
-    }
+    return figures_document(
+        "direct_upload",
+        args,
+        info,
+        summary=summary,
+        rounds=rounds,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -16,7 +17,7 @@ import httpx
 
 from tests.support.services import Services
 
-__all__ = ["describe", "load_average", "print_description"]
+__all__ = ["describe", "figures_document", "load_average", "print_description"]
 
 
 def _version(command: list[str]) -> str:
@@ -39,6 +40,20 @@ def _cpu_model() -> str:
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def figures_document(
+    benchmark: str, args: argparse.Namespace, machine: dict[str, Any], **figures: Any
+) -> dict[str, Any]:
+    """A benchmark's JSON figures: what ran (its name and arguments), on what
+    machine, at what load when it ended, then ``figures``."""
+    return {
+        "benchmark": benchmark,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "machine": machine,
+        "load_average_end": load_average(),
+        **figures,
+    }
 
 
 def describe(services: Services | None = None) -> dict[str, Any]:

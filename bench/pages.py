@@ -37,7 +37,7 @@ import psutil  # type: ignore[import-untyped]
 
 from bench.api_load import RawHttp
 from bench.figures import Percentiles, Row, Target, percentiles, show, write_json
-from bench.machine import describe, load_average, print_description
+from bench.machine import describe, figures_document, load_average, print_description
 from bench.stack import BenchStack, bench_services, default_s3_credentials, fresh_stack, s3_endpoint
 from shared.backends import open_backends
 from shared.jobs import results_key
@@ -209,14 +209,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ],
         "targets:",
     )
-    return {
-        "benchmark": "pages",
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "machine": info,
-        "load_average_end": load_average(),
-        "document_bytes": size,
-        "summary": got,
-    }
+    return figures_document(
+        "pages",
+        args,
+        info,
+        document_bytes=size,
+        summary=got,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -77,7 +77,7 @@ from bench.figures import (
     write_json,
 )
 from bench.inputs import small_clip, tiny_mp4
-from bench.machine import describe, load_average, print_description
+from bench.machine import describe, figures_document, load_average, print_description
 from bench.stack import (
     CHECKOUT,
     BenchStack,
@@ -726,15 +726,14 @@ def summarise(
                 print(f"\nwhere the {name}'s time goes (py-spy, throughput phase of round 1):")
                 profile_summary(path)
     steps = print_trace(args.trace) if args.trace else None
-    return {
-        "benchmark": "queue",
-        "steps": steps,
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "machine": info,
-        "load_average_end": load_average(),
-        "summary": summary,
-        "rounds": [r.as_json() for r in rounds],
-    }
+    return figures_document(
+        "queue",
+        args,
+        info,
+        steps=steps,
+        summary=summary,
+        rounds=[r.as_json() for r in rounds],
+    )
 
 
 def print_trace(folder: Path) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from bench.figures import (
     write_json,
 )
 from bench.inputs import shots_clip
-from bench.machine import describe, load_average, print_description
+from bench.machine import describe, figures_document, load_average, print_description
 from bench.stack import (
     CpuMeter,
     bench_services,
@@ -229,14 +229,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         summary["depth"][depth] = {k: getattr(latency, k) for k in ("p50", "p95", "max", "mean")}
         rows.append(Row(f"queue depth {depth:3d} ({args.depth_workers} workers)", latency=latency))
     show(rows, f"median of {len(rounds)} round(s):")
-    return {
-        "benchmark": "scaling",
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "clip": {"path": str(path), "frames": frames, "seconds": args.seconds, "size": size},
-        "machine": info,
-        "load_average_end": load_average(),
-        "summary": summary,
-        "rounds": [
+    return figures_document(
+        "scaling",
+        args,
+        info,
+        clip={"path": str(path), "frames": frames, "seconds": args.seconds, "size": size},
+        summary=summary,
+        rounds=[
             {
                 "throughput": {
                     w: {
@@ -251,7 +250,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             for r in rounds
         ],
-    }
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,7 @@ from botocore.config import Config
 
 from bench.figures import Row, Target, median, show, write_json
 from bench.inputs import mp4_like_file
-from bench.machine import describe, load_average, print_description
+from bench.machine import describe, figures_document, load_average, print_description
 from bench.stack import (
     Code,
     bench_services,
@@ -301,14 +301,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ],
         "targets:",
     )
-    return {
-        "benchmark": "upload",
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "machine": info,
-        "load_average_end": load_average(),
-        "summary": summary,
-        "rounds": figures,
-    }
+    return figures_document(
+        "upload",
+        args,
+        info,
+        summary=summary,
+        rounds=figures,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
