@@ -99,7 +99,15 @@ def new_vhost(services: Services) -> tuple[str, str]:
     name = f"videoq-test-{uuid.uuid4().hex[:10]}"
     user = urlsplit(services.amqp_url).username or "guest"
     with _api(services) as api:
-        api.put(f"/api/vhosts/{quote(name, safe='')}").raise_for_status()
+        try:
+            api.put(f"/api/vhosts/{quote(name, safe='')}").raise_for_status()
+        except httpx.ConnectError as exc:
+            # The usual cause on a fresh machine: the broker runs, its plugin does not.
+            raise RuntimeError(
+                f"RabbitMQ's management API at {api.base_url} does not answer ({exc}):"
+                " enable it (rabbitmq-plugins enable rabbitmq_management) or point"
+                " VIDEOQ_TEST_RABBITMQ_API at one"
+            ) from exc
         api.put(
             f"/api/permissions/{quote(name, safe='')}/{user}",
             json={"configure": ".*", "write": ".*", "read": ".*"},
