@@ -9,11 +9,15 @@ Neither: the test fails loudly, it never skips.
   management API (each test gets a vhost of its own)
 - ``VIDEOQ_TEST_DATABASE_URL``: PostgreSQL admin URL (each test gets a database)
 - ``VIDEOQ_TEST_S3_ENDPOINT``: an S3 endpoint (each test gets a bucket)
+- ``VIDEOQ_TEST_RABBITMQCTL``: how fault tests reach that broker's node
+  (default ``rabbitmqctl``, the machine's; ``docker exec NAME rabbitmqctl``
+  for a container's)
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -24,7 +28,14 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 import pytest
 
-__all__ = ["Services", "discover_services", "drop_vhost", "new_vhost", "settings_env"]
+__all__ = [
+    "Services",
+    "discover_services",
+    "drop_vhost",
+    "new_vhost",
+    "rabbitmqctl",
+    "settings_env",
+]
 
 
 @dataclass
@@ -114,6 +125,20 @@ def new_vhost(services: Services) -> tuple[str, str]:
         ).raise_for_status()
     parts = urlsplit(services.amqp_url)
     return name, urlunsplit((parts.scheme, parts.netloc, "/" + quote(name, safe=""), "", ""))
+
+
+def rabbitmqctl(*args: str) -> None:
+    """Run ``rabbitmqctl`` on the node of the broker under test (for a fault
+    test's ``stop_app``/``start_app``): ``VIDEOQ_TEST_RABBITMQCTL``, else the
+    machine's own."""
+    command = shlex.split(os.environ.get("VIDEOQ_TEST_RABBITMQCTL", "rabbitmqctl"))
+    if not shutil.which(command[0]):
+        pytest.fail(
+            f"this test restarts the broker under test with {command[0]!r}, which is not on PATH"
+            " (VIDEOQ_TEST_RABBITMQCTL names the command)",
+            pytrace=False,
+        )
+    subprocess.run([*command, "-q", *args], check=True, capture_output=True, timeout=120)
 
 
 def drop_vhost(services: Services, name: str) -> None:
