@@ -19,7 +19,8 @@ import pytest
 
 from tests.support.services import Services
 
-pytestmark = pytest.mark.system
+# Benchmarks, not the broker, are what these run: the machine's RabbitMQ only.
+pytestmark = [pytest.mark.system, pytest.mark.single_broker]
 
 REPO = Path(__file__).resolve().parents[2]
 

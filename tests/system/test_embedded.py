@@ -19,7 +19,8 @@ from services.cli.client import Client
 from tests.support.stack import free_port
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.system
+# `videoq dev` runs its broker in-process: no RabbitMQ to vary.
+pytestmark = [pytest.mark.system, pytest.mark.single_broker]
 
 VIDEOQ = [sys.executable, "-m", "services.cli.main"]
 

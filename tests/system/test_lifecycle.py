@@ -54,6 +54,7 @@ def test_status_of_an_unknown_job_is_404(client):
     assert (err.value.status, err.value.detail) == (404, "Job not found")
 
 
+@pytest.mark.single_broker  # the decoder's work
 def test_a_60_second_720p_video_completes_with_every_sampled_frame(client, tmp_path):
     clip = make_mp4(tmp_path / "long.mp4", seconds=60, fps=30, width=1280, height=720, segments=3)
     job_id = client.submit(clip, frame_stride=10)

@@ -248,6 +248,7 @@ def secret_stack(secret_settings, tmp_path):
     s.stop()
 
 
+@pytest.mark.single_broker  # what the CLI or the logs show
 def test_every_log_line_of_a_real_job_is_json_and_the_lines_about_it_carry_its_job_id(
     secret_stack, sample_mp4, tmp_path
 ):
@@ -344,6 +345,7 @@ def videoq(url: str, *args: str, timeout: float = 120) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.single_broker  # what the CLI or the logs show
 def test_videoq_submit_wait_prints_the_results_and_exits_0(stack, sample_mp4, tmp_path):
     url = stack.start_all()
     done = videoq(url, "submit", str(sample_mp4), "--stride", "4", "--wait")
@@ -372,6 +374,7 @@ def test_videoq_submit_wait_prints_the_results_and_exits_0(stack, sample_mp4, tm
     assert str(uuid.UUID(submitted.stdout.strip())) == submitted.stdout.strip()
 
 
+@pytest.mark.single_broker  # what the CLI or the logs show
 def test_videoq_submit_wait_of_a_corrupt_file_exits_1_with_the_error(stack, sample_mp4, tmp_path):
     url = stack.start_all()
     broken = truncate(sample_mp4, keep=0.4, out=tmp_path / "broken.mp4")
@@ -393,6 +396,7 @@ def test_videoq_submit_wait_of_a_corrupt_file_exits_1_with_the_error(stack, samp
     assert refused.returncode == 2 and "HTTP 415" in refused.stderr
 
 
+@pytest.mark.single_broker  # what the CLI or the logs show
 def test_videoq_submit_wait_draws_a_progress_bar_on_a_terminal_and_times_out_with_3(
     stack, sample_mp4
 ):
@@ -442,6 +446,7 @@ def test_videoq_submit_wait_draws_a_progress_bar_on_a_terminal_and_times_out_wit
     assert frames[-1].endswith("\n") and frames[-1].count("\n") == 1
 
 
+@pytest.mark.single_broker  # what the CLI or the logs show
 def test_videoq_jobs_lists_jobs_by_status_following_the_cursor(stack, sample_mp4, tmp_path):
     """Needs ``GET /video/jobs`` (being built alongside this CLI)."""
     url = stack.start_all()
@@ -474,6 +479,7 @@ def test_videoq_jobs_lists_jobs_by_status_following_the_cursor(stack, sample_mp4
     assert all(line.split()[1] == "completed" for line in lines[1:])
 
 
+@pytest.mark.single_broker  # what the CLI or the logs show
 def test_videoq_sends_its_api_key_and_a_missing_or_wrong_key_exits_6(
     settings, tmp_path, sample_mp4, monkeypatch
 ):
@@ -511,6 +517,7 @@ def test_videoq_sends_its_api_key_and_a_missing_or_wrong_key_exits_6(
 
 
 @pytest.mark.parametrize("service", ["worker", "janitor"])
+@pytest.mark.single_broker  # what the CLI or the logs show
 def test_a_taken_ops_port_stops_the_service_with_a_line_that_names_the_setting(stack, service):
     with socket.socket() as taken:  # what another service on this host holds
         taken.bind(("0.0.0.0", 0))
