@@ -91,6 +91,12 @@ def test_the_smoke_test_passes_against_the_compose_api(compose_stack: ComposeSta
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"smoke: passed against {compose_stack.api_url}" in done.stdout
+    # With only their bucket's grants, the services needed nothing more: the
+    # S3 server refused them nothing (it logs each refusal).
+    refusals = [
+        line for line in compose_stack.service_logs("minio").splitlines() if "denied" in line
+    ]
+    assert refusals == []
 
 
 def test_the_api_is_published_on_loopback_only(compose_stack: ComposeStack) -> None:
