@@ -156,7 +156,8 @@ build() {
 
 rabbitmq=$(build rabbitmq:4.0 tests/cluster/standins/rabbitmq)
 # The compose lane's (scripts/compose_check.sh): PostgreSQL 17 and an S3 server
-# standing in for postgres:16 and MinIO with its mc client.
+# standing in for postgres:16 and MinIO with its mc client (enforcing the users
+# and bucket policies mc sets up, as MinIO does).
 postgres=$(build postgres:17 tests/compose/standins/postgres)
 s3=$(build s3:rclone tests/compose/standins/s3)
 

@@ -7,7 +7,7 @@ What a user of `docker compose up` sees: the smoke test passes against the
 published api; `docker compose stop` lets a worker hand its job back and exit
 0; a worker killed outright leaves its job to the janitor; the management API
 shows the topology of shared/topology.py, and each RabbitMQ user can do only
-what it was granted. The slow jobs run the `slow` test pipeline
+what it was granted, as can videoq's S3 user. The slow jobs run the `slow` test pipeline
 (compose.test.yaml): 0.5 s a frame.
 """
 
@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiormq
+import boto3
 import httpx
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from shared.settings import Settings
 from shared.topology import build_topology
@@ -86,6 +91,12 @@ def test_the_smoke_test_passes_against_the_compose_api(compose_stack: ComposeSta
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"smoke: passed against {compose_stack.api_url}" in done.stdout
+    # With only their bucket's grants, the services needed nothing more: the
+    # S3 server refused them nothing (it logs each refusal).
+    refusals = [
+        line for line in compose_stack.service_logs("minio").splitlines() if "denied" in line
+    ]
+    assert refusals == []
 
 
 def test_the_api_is_published_on_loopback_only(compose_stack: ComposeStack) -> None:
@@ -126,28 +137,76 @@ def test_postgres_has_the_roles_of_the_init_script(compose_stack: ComposeStack) 
     assert ddl.returncode != 0 and "permission denied" in ddl.stderr
 
 
-def _s3_list(stack: ComposeStack, secret: str, path: str) -> subprocess.CompletedProcess[str]:
-    """``rclone lsf`` with videoq's access key, inside the S3 container."""
-    env = {
-        "RCLONE_CONFIG_S3_TYPE": "s3",
-        "RCLONE_CONFIG_S3_PROVIDER": "Other",
-        "RCLONE_CONFIG_S3_ENDPOINT": "http://127.0.0.1:9000",
-        "RCLONE_CONFIG_S3_ACCESS_KEY_ID": stack.env["VIDEOQ_S3_ACCESS_KEY"],
-        "RCLONE_CONFIG_S3_SECRET_ACCESS_KEY": secret,
-    }
-    options = [part for name, value in env.items() for part in ("-e", f"{name}={value}")]
-    argv = [*stack.compose_argv(), "exec", "-T", *options, "minio"]
-    argv += ["rclone", "lsf", "--retries", "1", "--low-level-retries", "1", f"s3:{path}"]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+def _s3(stack: ComposeStack, access_key: str, secret_key: str) -> Any:
+    """A boto3 client on the S3 port compose publishes, signing as the services do."""
+    published = stack.run("port", "minio", "9000").strip()  # 127.0.0.1:PORT
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://{published}",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name="us-east-1",
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 1},
+        ),
+    )
 
 
-def test_the_bucket_is_there_under_videoqs_keys_only(compose_stack: ComposeStack) -> None:
-    secret = compose_stack.env["VIDEOQ_S3_SECRET_KEY"]
-    buckets = _s3_list(compose_stack, secret, "")
-    assert (buckets.returncode, buckets.stdout.split()) == (0, ["videoq/"]), buckets.stderr
-    assert _s3_list(compose_stack, secret, "videoq/").returncode == 0
-    refused = _s3_list(compose_stack, "not-" + secret, "")
-    assert refused.returncode != 0
+def _refused(call: Callable[[], object]) -> tuple[str, int]:
+    with pytest.raises(ClientError) as refused:
+        call()
+    response = refused.value.response
+    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def test_videoqs_s3_user_can_use_its_bucket_and_nothing_else(
+    compose_stack: ComposeStack,
+) -> None:
+    # What minio-setup granted (deploy/minio/videoq-bucket-policy.json): the
+    # objects of the videoq bucket, and listing that bucket; nothing else.
+    env = compose_stack.env
+    root = _s3(compose_stack, env["MINIO_ROOT_USER"], env["MINIO_ROOT_PASSWORD"])
+    videoq = _s3(compose_stack, env["VIDEOQ_S3_ACCESS_KEY"], env["VIDEOQ_S3_SECRET_KEY"])
+    token = secrets.token_hex(4)
+    other, never = f"other-{token}", f"new-{token}"
+    root.create_bucket(Bucket=other)
+    root.put_object(Bucket=other, Key="root.txt", Body=b"root's")
+    try:
+        key = f"policy-check/{token}.txt"
+        videoq.put_object(Bucket="videoq", Key=key, Body=b"videoq's")
+        assert videoq.get_object(Bucket="videoq", Key=key)["Body"].read() == b"videoq's"
+        listed = videoq.list_objects_v2(Bucket="videoq", Prefix="policy-check/")
+        assert [o["Key"] for o in listed["Contents"]] == [key]
+        videoq.delete_object(Bucket="videoq", Key=key)
+        assert _refused(lambda: videoq.head_object(Bucket="videoq", Key=key)) == ("404", 404)
+
+        denied = ("AccessDenied", 403)
+        assert _refused(videoq.list_buckets) == denied
+        assert _refused(lambda: videoq.create_bucket(Bucket=never)) == denied
+        assert _refused(lambda: videoq.delete_bucket(Bucket="videoq")) == denied
+        assert _refused(lambda: videoq.list_objects_v2(Bucket=other)) == denied
+        assert _refused(lambda: videoq.get_object(Bucket=other, Key="root.txt")) == denied
+        assert _refused(lambda: videoq.put_object(Bucket=other, Key="x", Body=b"x")) == denied
+        assert _refused(lambda: videoq.delete_object(Bucket=other, Key="root.txt")) == denied
+        copy = {"Bucket": other, "Key": "root.txt"}
+        assert _refused(lambda: videoq.copy_object(Bucket="videoq", Key="c", CopySource=copy)) == (
+            denied
+        )
+        wrong = _s3(
+            compose_stack, env["VIDEOQ_S3_ACCESS_KEY"], "not-" + env["VIDEOQ_S3_SECRET_KEY"]
+        )
+        assert _refused(lambda: wrong.list_objects_v2(Bucket="videoq"))[1] == 403
+
+        # Nothing refused happened: the other bucket is as root left it.
+        assert root.get_object(Bucket=other, Key="root.txt")["Body"].read() == b"root's"
+        assert [o["Key"] for o in root.list_objects_v2(Bucket=other)["Contents"]] == ["root.txt"]
+        names = {b["Name"] for b in root.list_buckets()["Buckets"]}
+        assert {"videoq", other} <= names and never not in names
+    finally:
+        root.delete_object(Bucket=other, Key="root.txt")
+        root.delete_bucket(Bucket=other)
 
 
 # ---- RabbitMQ: topology and least privilege -------------------------------------
