@@ -488,3 +488,19 @@ def test_analyzers_returning_the_same_key_are_an_error(clip: Path, tmp_path: Pat
     with pytest.raises(RuntimeError, match="clash"):
         service.analyze(clip, tmp_path / "o.json", job_id=uuid.uuid4(), pipeline="both")
     assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize("seconds", [FRAMES / FPS, 6.0], ids=["short-no-decode-thread", "long"])
+def test_results_are_the_same_with_and_without_the_decode_thread(
+    registry: PipelineRegistry, videos: Path, tmp_path: Path, seconds: float
+) -> None:
+    # A short clip decodes on the analysing thread, a long one on a decode
+    # thread of its own: the document is the same either way.
+    video = make_mp4(videos / f"clip-{seconds}.mp4", seconds=seconds, fps=FPS)
+    results = []
+    for prefetch in (4, 0):
+        service = VideoFilePipelineService(registry=registry, prefetch=prefetch)
+        _, document = run(service, video, tmp_path / f"out-{prefetch}.json")
+        results.append(document)
+    assert results[0] == results[1]
+    assert results[0]["summary"]["frames_sampled"] == round(seconds * FPS)
