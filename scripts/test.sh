@@ -116,13 +116,15 @@ if (($# == 0)); then
     # shellcheck disable=SC1091
     source var/containers.env
 
-    # RabbitMQ 4 beside this machine's 3.10: every integration test (each
-    # touches the broker, or runs beside it) and every system test that runs
-    # the services on RabbitMQ, against one 4.0 node; the fault tests restart
-    # that node (VIDEOQ_TEST_RABBITMQCTL), not the machine's. Left out there
-    # (marked single_broker), as the broker is not what they test: the
-    # benchmarks' smoke runs, `videoq dev` (its broker is in-process), the
-    # 60 s 720p clip (the decoder's work), and what the CLI and logs print.
+    # RabbitMQ 4 beside this machine's 3.10: the integration and system tests
+    # that use RabbitMQ, against one 4.0 node; the fault tests restart that
+    # node (VIDEOQ_TEST_RABBITMQCTL), not the machine's. Left out there (marked
+    # single_broker, each with its reason), as the broker is not what they
+    # test: PostgreSQL- and S3-only integration tests, the benchmarks' smoke
+    # runs, `videoq dev` (its broker is in-process), the 60 s 720p clip and the
+    # hostile files (the decoder), the HTTP fuzzing, what the CLI and logs
+    # print, and the PostgreSQL and S3 outages (the retry tiers they go
+    # through are tested on both).
     rmq4="videoq-test-rabbitmq4-$$"
     amqp4=$(free_port)
     api4=$(free_port)

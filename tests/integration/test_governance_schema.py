@@ -24,7 +24,8 @@ from tools.governance import check
 from tools.governance.migrated import MIGRATIONS, PREFIX
 from tools.governance.openapi import SNAPSHOT
 
-pytestmark = pytest.mark.integration
+# PostgreSQL or S3 only: no RabbitMQ to vary, so not again in the RabbitMQ 4 lane.
+pytestmark = [pytest.mark.integration, pytest.mark.single_broker]
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "governance"

@@ -10,7 +10,8 @@ from shared.errors import DependencyUnavailable
 from shared.jobs import JobStatus
 from shared.repository import PostgresJobRepository, connect_repository, load_migrations
 
-pytestmark = pytest.mark.integration
+# PostgreSQL or S3 only: no RabbitMQ to vary, so not again in the RabbitMQ 4 lane.
+pytestmark = [pytest.mark.integration, pytest.mark.single_broker]
 
 
 @pytest.fixture

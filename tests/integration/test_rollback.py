@@ -11,7 +11,8 @@ import pytest
 
 from shared.repository import connect_repository, load_migrations
 
-pytestmark = pytest.mark.integration
+# PostgreSQL or S3 only: no RabbitMQ to vary, so not again in the RabbitMQ 4 lane.
+pytestmark = [pytest.mark.integration, pytest.mark.single_broker]
 
 ROOT = Path(__file__).resolve().parents[2]
 

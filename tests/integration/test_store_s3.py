@@ -11,7 +11,8 @@ from shared.store import FileStore, S3Store
 from shared.store.s3 import PART_SIZE
 from tests.support.services import multipart_uploads
 
-pytestmark = pytest.mark.integration
+# PostgreSQL or S3 only: no RabbitMQ to vary, so not again in the RabbitMQ 4 lane.
+pytestmark = [pytest.mark.integration, pytest.mark.single_broker]
 
 
 @pytest.fixture(params=["s3", "folder"])

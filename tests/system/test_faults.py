@@ -142,6 +142,7 @@ def _pg_cluster(action: str) -> None:
     )
 
 
+@pytest.mark.single_broker  # the outage is not the broker's; the tiers it uses are tested on both
 def test_jobs_survive_a_postgresql_restart_and_the_api_says_503_meanwhile(
     stack, settings, sample_mp4
 ):
@@ -174,6 +175,7 @@ def test_jobs_survive_a_postgresql_restart_and_the_api_says_503_meanwhile(
     assert [s["status"] for s in statuses] == ["completed"] * 8
 
 
+@pytest.mark.single_broker  # the outage is not the broker's; the tiers it uses are tested on both
 def test_jobs_retry_through_an_object_store_outage_and_complete(
     settings, services_ready, tmp_path, sample_mp4
 ):

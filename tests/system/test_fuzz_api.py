@@ -11,6 +11,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 pytestmark = pytest.mark.system
 
 
+@pytest.mark.single_broker  # the HTTP contract
 def test_the_api_answers_every_generated_request_as_documented(stack):
     url = stack.start_api()
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")

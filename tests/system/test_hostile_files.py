@@ -21,6 +21,7 @@ def limited(settings):
     )
 
 
+@pytest.mark.single_broker  # the decoder's answer
 def test_hostile_files_are_refused_or_failed_with_their_reason(limited, tmp_path, sample_mp4):
     from tests.support.stack import Stack
 

@@ -22,6 +22,7 @@ def _terminal(client: Client, ids: list[str]) -> list[dict] | None:
     return statuses if all(s["status"] in ("completed", "failed") for s in statuses) else None
 
 
+@pytest.mark.single_broker  # the outage is not the broker's; the tiers it uses are tested on both
 def test_an_s3_server_stopped_mid_run_loses_nothing_and_the_api_says_503_meanwhile(
     settings, tmp_path, sample_mp4
 ):
