@@ -122,16 +122,13 @@ class Damage:
         return self.frames_undecodable / self.frames_read if self.frames_read else 0.0
 
 
-@dataclass(slots=True)
-class _Fed:
-    """A packet sent to the decoder, kept until its frame is safely out."""
+@dataclass(frozen=True, slots=True)
+class _Keyframe:
+    """A keyframe fed to the decoder: where a restart can begin."""
 
     position: int
     dts: int | None
     pts: int | None
-    keyframe: bool
-    #: Whether its frame is wanted out of the decoder (a sparse pass skips some).
-    awaited: bool
 
 
 class OpenVideo:
@@ -168,11 +165,14 @@ class OpenVideo:
         # In a sparse pass, the frames chosen for analysis, and how many came out.
         self._sparse: SparsePlan | None = None
         self._produced = 0
-        # Packets fed since the keyframe a restart would begin at, and the pts
-        # of the frames of theirs already put out.
-        self._fed: deque[_Fed] = deque()
-        self._out: set[int] = set()
-        # After a restart, frames with a pts below this came out before it.
+        # For a restart: the keyframes fed since the oldest frame not out yet,
+        # those frames (pts -> position; awaited ones only), and the last pts
+        # put out (a healthy decoder puts frames out in pts order). A few
+        # entries each, whatever the video's length.
+        self._keyframes: deque[_Keyframe] = deque()
+        self._pending: dict[int, int] = {}
+        self._last_pts: int | None = None
+        # After a restart, frames with a pts up to this came out before it.
         self._floor: int | None = None
         #: Times decoding went single-threaded from a keyframe (0 or 1).
         self.restarts = 0
@@ -269,7 +269,7 @@ class OpenVideo:
         going single-threaded from a keyframe at the first sign of damage."""
         feed = None if plan is None else set(plan.feed)
         last_fed = None if plan is None else (plan.feed[-1] if plan.feed else -1)
-        start: _Fed | None = None  # where the packets are read from: the file's start
+        start: _Keyframe | None = None  # where the packets are read from: the file's start
         read = -1  # the last position read so far
         while True:
             restart = False
@@ -311,7 +311,9 @@ class OpenVideo:
                     return
             start = self._go_single_threaded()
 
-    def _packets_from(self, start: _Fed | None) -> Iterator[tuple[int, av.Packet[av.VideoStream]]]:
+    def _packets_from(
+        self, start: _Keyframe | None
+    ) -> Iterator[tuple[int, av.Packet[av.VideoStream]]]:
         """The video packets with data and their decoding-order position, from
         ``start`` (a keyframe fed before) or from the file's start."""
         demuxer: Iterator[av.Packet[av.VideoStream]] = self._container.demux(self.stream)
@@ -355,36 +357,31 @@ class OpenVideo:
             yield packet
 
     def _note_fed(self, position: int, packet: av.Packet[av.VideoStream], *, awaited: bool) -> None:
-        if packet.is_keyframe and self._fed:
-            # What lies before the restart point can go.
-            keep = self._restart_index()
-            for _ in range(keep):
-                gone = self._fed.popleft()
-                if gone.pts is not None:
-                    self._out.discard(gone.pts)
-        self._fed.append(
-            _Fed(position, packet.dts, packet.pts, keyframe=packet.is_keyframe, awaited=awaited)
+        if packet.is_keyframe:
+            self._keyframes.append(_Keyframe(position, packet.dts, packet.pts))
+        if awaited:
+            if packet.pts is None:
+                # No way to see its frame out: restarts begin before it.
+                self._pending[-1 - position] = position
+            else:
+                self._pending[packet.pts] = position
+        # Keyframes before the restart point can go.
+        oldest = min(self._pending.values(), default=position)
+        while len(self._keyframes) > 1 and self._keyframes[1].position <= oldest:
+            self._keyframes.popleft()
+
+    def _go_single_threaded(self) -> _Keyframe | None:
+        """Reopen the file with a single-threaded decoder; returns where to read
+        from: the last keyframe at or before the oldest frame not out yet."""
+        oldest = min(self._pending.values(), default=None)
+        start = next(
+            (k for k in reversed(self._keyframes) if oldest is None or k.position <= oldest), None
         )
-
-    def _restart_index(self) -> int:
-        """Index in ``_fed`` of the last keyframe at or before the oldest packet
-        whose frame is awaited and not out yet (0 when there is none)."""
-        keyframe = 0
-        for i, fed in enumerate(self._fed):
-            if fed.keyframe:
-                keyframe = i
-            if fed.awaited and (fed.pts is None or fed.pts not in self._out):
-                break
-        return keyframe
-
-    def _go_single_threaded(self) -> _Fed | None:
-        """Reopen the file with a single-threaded decoder; returns where to read from."""
-        index = self._restart_index()
-        start = self._fed[index] if self._fed and self._fed[index].keyframe else None
-        self._floor = start.pts if start is not None else None
-        # No restart after this one: what is kept now is only the pts already
-        # put out, so the frames decoded again are not put out twice.
-        self._fed.clear()
+        # What came out already is not put out again (frames decode the same
+        # up to the damage). No restart after this one.
+        self._floor = self._last_pts
+        self._keyframes.clear()
+        self._pending.clear()
         self._container.close()
         self._container = av.open(str(self._path), mode="r")
         self.stream = self._container.streams.video[0]
@@ -398,9 +395,11 @@ class OpenVideo:
         for frame in frames:
             pts = frame.pts
             if pts is not None:
-                if pts in self._out or (self._floor is not None and pts < self._floor):
+                if self._floor is not None and pts <= self._floor:
                     continue  # put out before the restart
-                self._out.add(pts)
+                self._pending.pop(pts, None)
+                if self._last_pts is None or pts > self._last_pts:
+                    self._last_pts = pts
             if frame.time_base is None:
                 # Frames drained with decode(None) come out without one.
                 frame.time_base = self.stream.time_base
