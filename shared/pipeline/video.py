@@ -16,6 +16,7 @@ and decoding goes on. :meth:`OpenVideo.damage` says how much was lost.
 from __future__ import annotations
 
 import struct
+from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -121,22 +122,60 @@ class Damage:
         return self.frames_undecodable / self.frames_read if self.frames_read else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Keyframe:
+    """A keyframe fed to the decoder: where a restart can begin."""
+
+    position: int
+    dts: int | None
+    pts: int | None
+
+
 class OpenVideo:
-    """An open container and its first video stream; use as a context manager."""
+    """An open container and its first video stream; use as a context manager.
+
+    Decoding is threaded (FFmpeg's frame threads) while the stream is healthy.
+    Around a damaged packet, which frames FFmpeg's frame threads conceal, flag
+    or drop depends on the threads' timing, so at the first sign of damage (a
+    packet refused or a frame flagged corrupt) the threaded decoder is dropped
+    and decoding starts again single-threaded from the last keyframe before
+    the oldest frame not yet out; frames already put out are not put out again.
+    Frames put out before that sign were decoded without error, so they are
+    what a single-threaded decoder gives too: the frames, their flags and the
+    counts are a single-threaded decode's, whatever the machine's load.
+    """
 
     def __init__(
-        self, container: Any, stream: av.VideoStream, info: VideoInfo, *, path: Path
+        self,
+        container: Any,
+        stream: av.VideoStream,
+        info: VideoInfo,
+        *,
+        path: Path,
+        threads: int = 1,
     ) -> None:
         self._container = container
         self._path = path
         self.stream = stream
         self.info = info
+        self._single_threaded = threads == 1
         self._packets = 0
         self._decoded = 0
         self._drained = False
         # In a sparse pass, the frames chosen for analysis, and how many came out.
         self._sparse: SparsePlan | None = None
         self._produced = 0
+        # For a restart: the keyframes fed since the oldest frame not out yet,
+        # those frames (pts -> position; awaited ones only), and the last pts
+        # put out (a healthy decoder puts frames out in pts order). A few
+        # entries each, whatever the video's length.
+        self._keyframes: deque[_Keyframe] = deque()
+        self._pending: dict[int, int] = {}
+        self._last_pts: int | None = None
+        # After a restart, frames with a pts up to this came out before it.
+        self._floor: int | None = None
+        #: Times decoding went single-threaded from a keyframe (0 or 1).
+        self.restarts = 0
 
     def __enter__(self) -> OpenVideo:
         return self
@@ -153,20 +192,7 @@ class OpenVideo:
         A packet the decoder refuses is skipped and counted (see :meth:`damage`);
         an error reading the container raises ``VideoUnreadable``.
         """
-        demuxer = self._container.demux(self.stream)
-        while True:
-            try:
-                packet = next(demuxer)
-            except StopIteration:
-                break
-            except av.error.FFmpegError as exc:
-                raise VideoUnreadable(
-                    f"reading the container failed after {self._packets} packets: {exc}"
-                ) from None
-            if packet.size:
-                self._packets += 1
-            yield from self._decode(packet)  # the last, empty packet drains the decoder
-        self._drained = True
+        yield from self._run(None)
 
     @property
     def frames_decoded(self) -> int:
@@ -210,41 +236,8 @@ class OpenVideo:
         fed. A chosen frame that does not decode is counted (see :meth:`damage`).
         """
         self._sparse = plan
-        ctx = self.stream.codec_context
         wanted = plan.index_of_pts
-        feed = plan.feed
-        next_feed = 0
-        position = -1
-        level: SkipFrame | None = None
-        demuxer = self._container.demux(self.stream)
-        while next_feed < len(feed):
-            try:
-                packet = next(demuxer)
-            except StopIteration:
-                break
-            except av.error.FFmpegError as exc:
-                raise VideoUnreadable(
-                    f"reading the container failed after {position + 1} packets: {exc}"
-                ) from None
-            if not packet.size:
-                continue
-            position += 1
-            self._packets += 1
-            if position != feed[next_feed]:
-                continue
-            next_feed += 1
-            wanted_level = plan.skip_sampled if position in plan.sampled else plan.skip_between
-            if wanted_level != level:
-                # Read per packet, also by FFmpeg's frame threads (copied at submit).
-                ctx.skip_frame = level = wanted_level
-            yield from self._chosen(self._decode(packet), wanted)
-        self._drained = True
-        yield from self._chosen(self._decode(None), wanted)
-
-    def _chosen(
-        self, frames: Iterator[av.VideoFrame], wanted: dict[int, int]
-    ) -> Iterator[tuple[int, av.VideoFrame]]:
-        for frame in frames:
+        for frame in self._run(plan):
             index = wanted.get(frame.pts) if frame.pts is not None else None
             if index is not None:
                 self._produced += 1
@@ -258,8 +251,7 @@ class OpenVideo:
         """
         if not self._drained:
             self._drained = True
-            for _ in self._decode(None):
-                pass
+            self._decoded += len(self._decode(None) or [])
         if self._sparse is not None:
             chosen = self._sparse.frame_count
             if self._produced == 0:
@@ -272,21 +264,158 @@ class OpenVideo:
             frames_undecodable=max(0, self._packets - self._decoded),
         )
 
-    def _decode(self, packet: av.Packet[av.VideoStream] | None) -> Iterator[av.VideoFrame]:
-        try:
-            frames = self.stream.codec_context.decode(packet)
-        except av.error.FFmpegError:
-            # The decoder refused this packet (or one in flight on another
-            # thread): its frame is lost; the count of frames out shows it.
-            return
-        # Counted as they come out of the decoder, whether or not the caller
-        # goes on to take them all.
-        self._decoded += len(frames)
+    def _run(self, plan: SparsePlan | None) -> Iterator[av.VideoFrame]:
+        """Feed the packets (all, or those ``plan`` feeds) and put out their frames,
+        going single-threaded from a keyframe at the first sign of damage."""
+        feed = None if plan is None else set(plan.feed)
+        last_fed = None if plan is None else (plan.feed[-1] if plan.feed else -1)
+        start: _Keyframe | None = None  # where the packets are read from: the file's start
+        read = -1  # the last position read so far
+        while True:
+            restart = False
+            level: SkipFrame | None = None
+            for position, packet in self._packets_from(start):
+                if last_fed is not None and position > last_fed:
+                    break
+                if position > read:
+                    read = position
+                    self._packets += 1
+                if feed is not None and position not in feed:
+                    continue
+                if plan is not None:
+                    wanted_level = (
+                        plan.skip_sampled if position in plan.sampled else plan.skip_between
+                    )
+                    if wanted_level != level:
+                        # Read per packet, also by FFmpeg's frame threads (copied at submit).
+                        self.stream.codec_context.skip_frame = level = wanted_level
+                if not self._single_threaded:
+                    self._note_fed(
+                        position, packet, awaited=plan is None or position in plan.sampled
+                    )
+                frames = self._decode(packet)
+                if frames is None or (
+                    not self._single_threaded and any(f.is_corrupt for f in frames)
+                ):
+                    if not self._single_threaded:
+                        restart = True
+                        break
+                    continue  # single-threaded, a refused packet is simply lost
+                yield from self._emit(frames)
+            if not restart:
+                frames = self._decode(None)  # drain the decoder
+                damaged = frames is None or any(f.is_corrupt for f in frames)
+                if not (damaged and not self._single_threaded):
+                    self._drained = True
+                    yield from self._emit(frames or [])
+                    return
+            start = self._go_single_threaded()
+
+    def _packets_from(
+        self, start: _Keyframe | None
+    ) -> Iterator[tuple[int, av.Packet[av.VideoStream]]]:
+        """The video packets with data and their decoding-order position, from
+        ``start`` (a keyframe fed before) or from the file's start."""
+        demuxer: Iterator[av.Packet[av.VideoStream]] = self._container.demux(self.stream)
+        position = -1
+        if start is not None and start.dts is not None:
+            # Seek to the keyframe's own dts; if the demuxer lands elsewhere,
+            # read from the start instead and count positions up to it.
+            self._container.seek(start.dts, backward=True, any_frame=False, stream=self.stream)
+            for packet in self._demux(demuxer, position):
+                if packet.size and packet.dts == start.dts:
+                    position = start.position
+                    yield position, packet
+                    break
+                if packet.size and packet.dts is not None and packet.dts > start.dts:
+                    self._container.seek(0, stream=self.stream)
+                    demuxer = self._container.demux(self.stream)
+                    break
+            else:
+                return
+        for packet in self._demux(demuxer, position):
+            if not packet.size:
+                continue
+            position += 1
+            if start is not None and position < start.position:
+                continue
+            yield position, packet
+
+    @staticmethod
+    def _demux(
+        demuxer: Iterator[av.Packet[av.VideoStream]], position: int
+    ) -> Iterator[av.Packet[av.VideoStream]]:
+        while True:
+            try:
+                packet = next(demuxer)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as exc:
+                raise VideoUnreadable(
+                    f"reading the container failed after {position + 1} packets: {exc}"
+                ) from None
+            yield packet
+
+    def _note_fed(self, position: int, packet: av.Packet[av.VideoStream], *, awaited: bool) -> None:
+        if packet.is_keyframe:
+            self._keyframes.append(_Keyframe(position, packet.dts, packet.pts))
+        if awaited:
+            if packet.pts is None:
+                # No way to see its frame out: restarts begin before it.
+                self._pending[-1 - position] = position
+            else:
+                self._pending[packet.pts] = position
+        # Keyframes before the restart point can go.
+        oldest = min(self._pending.values(), default=position)
+        while len(self._keyframes) > 1 and self._keyframes[1].position <= oldest:
+            self._keyframes.popleft()
+
+    def _go_single_threaded(self) -> _Keyframe | None:
+        """Reopen the file with a single-threaded decoder; returns where to read
+        from: the last keyframe at or before the oldest frame not out yet."""
+        oldest = min(self._pending.values(), default=None)
+        start = next(
+            (k for k in reversed(self._keyframes) if oldest is None or k.position <= oldest), None
+        )
+        # What came out already is not put out again (frames decode the same
+        # up to the damage). No restart after this one.
+        self._floor = self._last_pts
+        self._keyframes.clear()
+        self._pending.clear()
+        self._container.close()
+        self._container = av.open(str(self._path), mode="r")
+        self.stream = self._container.streams.video[0]
+        self.stream.codec_context.thread_count = 1
+        self._single_threaded = True
+        self.restarts += 1
+        return start
+
+    def _emit(self, frames: list[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+        out: list[av.VideoFrame] = []
         for frame in frames:
+            pts = frame.pts
+            if pts is not None:
+                if self._floor is not None and pts <= self._floor:
+                    continue  # put out before the restart
+                self._pending.pop(pts, None)
+                if self._last_pts is None or pts > self._last_pts:
+                    self._last_pts = pts
             if frame.time_base is None:
                 # Frames drained with decode(None) come out without one.
                 frame.time_base = self.stream.time_base
-            yield frame
+            out.append(frame)
+        # Counted as they come out of the decoder, whether or not the caller
+        # goes on to take them all.
+        self._decoded += len(out)
+        yield from out
+
+    def _decode(self, packet: av.Packet[av.VideoStream] | None) -> list[av.VideoFrame] | None:
+        """The frames ``packet`` lets out, or ``None`` if the decoder refused it
+        (or, threaded, one in flight on another thread)."""
+        try:
+            return self.stream.codec_context.decode(packet)
+        except av.error.FFmpegError:
+            return None
 
 
 def open_video(path: Path, *, threads: int = 0) -> OpenVideo:
@@ -313,7 +442,7 @@ def open_video(path: Path, *, threads: int = 0) -> OpenVideo:
     except BaseException:
         container.close()
         raise
-    return OpenVideo(container, stream, info, path=path)
+    return OpenVideo(container, stream, info, path=path, threads=threads)
 
 
 def _read_info(container: Any, stream: av.VideoStream) -> VideoInfo:

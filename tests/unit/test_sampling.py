@@ -203,3 +203,47 @@ def test_concurrent_jobs_share_the_cpus_among_their_decoder_threads() -> None:
     assert decoder_threads_for(Settings(worker_concurrency=2)) == max(1, cpus // 2)
     assert decoder_threads_for(Settings(worker_concurrency=1000)) == 1
     assert decoder_threads_for(Settings(worker_concurrency=4, decoder_threads=3)) == 3
+
+
+def _decoded(video_path: Path, mode: str, *, threads: int) -> tuple[list[Any], Any, int]:
+    """The frames one decode puts out (index, pts, concealed), its damage and restarts."""
+    with open_video(video_path, threads=threads) as video:
+        table = video.scan()
+        if mode == "exact":
+            frames = [(i, f.pts, f.is_corrupt) for i, f in enumerate(video.frames())]
+        else:
+            assert table is not None
+            plan = plan_sparse(table.pts, table.keyframe, sampling=Sampling(mode), frame_stride=4)
+            frames = [(i, f.pts, f.is_corrupt) for i, f in video.sparse_frames(plan)]
+        return frames, video.damage(), video.restarts
+
+
+@pytest.mark.parametrize("mode", SAMPLING_MODES)
+def test_a_damaged_clip_decodes_the_same_with_frame_threads_under_load(
+    clip: Path, tmp_path: Path, mode: str
+) -> None:
+    damaged = flip_bytes(clip, 150, seed=0, out=tmp_path / "damaged.mp4")
+    single, single_damage, _ = _decoded(damaged, mode, threads=1)
+    assert single_damage.frames_undecodable or any(c for _, _, c in single)
+    stop = threading.Event()
+
+    def busy() -> None:  # contends for the CPUs the decoder's threads run on
+        while not stop.is_set():
+            sum(range(10_000))
+
+    spinner = threading.Thread(target=busy, name="test-busy", daemon=True)
+    spinner.start()
+    try:
+        runs = [_decoded(damaged, mode, threads=4) for _ in range(8)]
+    finally:
+        stop.set()
+        spinner.join(timeout=10)
+    for frames, damage, restarts in runs:
+        assert (frames, damage) == (single, single_damage)
+        assert restarts == 1  # threaded until the damage, single-threaded after
+
+
+def test_a_healthy_clip_keeps_its_frame_threads(clip: Path) -> None:
+    frames, damage, restarts = _decoded(clip, "exact", threads=4)
+    assert restarts == 0 and damage.frames_undecodable == 0
+    assert frames == _decoded(clip, "exact", threads=1)[0]
