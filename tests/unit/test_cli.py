@@ -3,10 +3,12 @@ import io
 import json
 import os
 import pty
+import select
 import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import pytest
@@ -100,11 +102,29 @@ def test_the_bars_draw_on_a_terminal_that_reports_no_size(monkeypatch):
             bar = JobProgress(terminal)
             bar.update({"status": "completed", "progress": 1.0})
             bar.close()
-        drawn = os.read(leader, 65536).decode()
+        drawn = _read_until(leader, "upload: 100%", "100% completed")
     finally:
         os.close(leader)
         os.close(follower)
     assert "upload: 100%" in drawn and "100% completed" in drawn
+
+
+def _read_until(leader: int, *expected: str, within_s: float = 10.0) -> str:
+    """What the pseudo-terminal's other end has received, read until it holds
+    every ``expected`` text (or ``within_s`` passes).
+
+    One ``read`` is not enough: the kernel hands a pty's output to the reading
+    side from a work queue, so on a loaded machine a read can return only the
+    first of the writes (the upload bar) while the rest is still on its way.
+    """
+    received = b""
+    deadline = time.monotonic() + within_s
+    while not all(text.encode() in received for text in expected):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([leader], [], [], left)[0]:
+            break
+        received += os.read(leader, 65536)
+    return received.decode(errors="replace")
 
 
 def test_the_upload_bar_shows_bytes_and_rate_and_ends_its_line():
