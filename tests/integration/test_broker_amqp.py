@@ -7,12 +7,13 @@ from urllib.parse import quote, urlsplit
 import aio_pika
 import pytest
 
-from shared.broker import AmqpBroker
+from shared.broker import AmqpBroker, DeadLetter
 from shared.errors import CannotStart, DependencyUnavailable
 from shared.payload import build_payload
 from shared.settings import Settings
 from shared.topology import build_topology
-from tests.support.services import rabbit_get
+from tests.support.services import broker_setting, rabbit_get
+from tests.support.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +146,38 @@ async def test_a_parked_message_survives_any_number_of_looks(broker):
     for _ in range(25):
         listed = await broker.dead_letters(limit=10)
         assert [(d.job_id, d.reason) for d in listed] == [(job_id, "looked at")]
+
+
+async def test_a_dead_letter_with_no_route_waits_for_one_instead_of_being_dropped(amqp_settings):
+    # The work queue dead-letters "at-least-once": the broker keeps a rejected
+    # job until the parking lot confirms it. "at-most-once" (the default)
+    # would drop it if the lot could not take it just then. The dead-letter
+    # worker retries on its confirm timeout (3 min by default): 1 s here, for
+    # the queues this test declares.
+    with broker_setting("dead_letter_worker_publisher_confirm_timeout", 1000):
+        broker = await AmqpBroker.connect(amqp_settings, app_id="videoq-test")
+    connection = await aio_pika.connect(amqp_settings.amqp_url.get_secret_value())
+    try:
+        channel = await connection.channel()
+        lot = await channel.get_queue(amqp_settings.queue_dead)
+        await lot.unbind(amqp_settings.exchange_dead, routing_key="")  # no route
+        job_id = uuid.uuid4()
+        await broker.publish_job(job_id)
+        work = await channel.get_queue(amqp_settings.queue_process)
+        message = await work.get(timeout=10)
+        await message.reject(requeue=False)
+
+        await asyncio.sleep(3)  # three of the dead-letter worker's retries
+        assert await broker.dead_letters(limit=10) == []
+        await lot.bind(amqp_settings.exchange_dead, routing_key="")
+
+        async def parked() -> list[DeadLetter]:
+            return await broker.dead_letters(limit=10)
+
+        found = await async_wait_until(parked, timeout=20, interval=0.5, what="the dead letter")
+        assert [(d.job_id, d.reason) for d in found] == [
+            (str(job_id), f"broker: rejected from {amqp_settings.queue_process}")
+        ]
+    finally:
+        await connection.close()
+        await broker.close()

@@ -21,6 +21,8 @@ import shlex
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -127,10 +129,10 @@ def new_vhost(services: Services) -> tuple[str, str]:
     return name, urlunsplit((parts.scheme, parts.netloc, "/" + quote(name, safe=""), "", ""))
 
 
-def rabbitmqctl(*args: str) -> None:
+def rabbitmqctl(*args: str) -> str:
     """Run ``rabbitmqctl`` on the node of the broker under test (for a fault
     test's ``stop_app``/``start_app``): ``VIDEOQ_TEST_RABBITMQCTL``, else the
-    machine's own."""
+    machine's own. Returns what it printed."""
     command = shlex.split(os.environ.get("VIDEOQ_TEST_RABBITMQCTL", "rabbitmqctl"))
     if not shutil.which(command[0]):
         pytest.fail(
@@ -138,7 +140,26 @@ def rabbitmqctl(*args: str) -> None:
             " (VIDEOQ_TEST_RABBITMQCTL names the command)",
             pytrace=False,
         )
-    subprocess.run([*command, "-q", *args], check=True, capture_output=True, timeout=120)
+    done = subprocess.run([*command, "-q", *args], check=True, capture_output=True, timeout=120)
+    return done.stdout.decode().strip()
+
+
+@contextmanager
+def broker_setting(name: str, value: int) -> Iterator[None]:
+    """Set one of the ``rabbit`` application's settings on the node under test
+    for the block, then put back what was there. A setting that a queue or a
+    channel reads when it starts (``consumer_timeout``, the dead-letter worker's
+    timeouts) holds for those started inside the block."""
+    before = rabbitmqctl("eval", f"application:get_env(rabbit, {name}).")
+    rabbitmqctl("eval", f"application:set_env(rabbit, {name}, {value}).")
+    try:
+        yield
+    finally:
+        if before == "undefined":
+            rabbitmqctl("eval", f"application:unset_env(rabbit, {name}).")
+        else:  # "{ok,1800000}"
+            old = before.removeprefix("{ok,").removesuffix("}")
+            rabbitmqctl("eval", f"application:set_env(rabbit, {name}, {old}).")
 
 
 def drop_vhost(services: Services, name: str) -> None:
