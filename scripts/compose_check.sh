@@ -13,8 +13,12 @@
 #      tests/compose/compose.standins.yaml over compose.yaml, and
 #      `docker compose down -v` at the end, however it ends.
 # Secrets are random for each run, every port is a free one on 127.0.0.1, the
-# networks are compose's own. Run it as root (the engine). Arguments go to pytest.
+# networks are compose's own. Run it as root (the engine). Arguments go to
+# pytest; `--images-only` (first) stops after step 3, so that `make test` can
+# build while other tests run.
 set -euo pipefail
+images_only=false
+if [ "${1:-}" = --images-only ]; then images_only=true; shift; fi
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=.venv
@@ -100,6 +104,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 api_key = secrets.token_hex(24)
+s3_port = free_port()
 values = {
     name: secrets.token_hex(24)
     for name in (
@@ -122,6 +127,9 @@ values |= {
     "RABBITMQ_AMQP_HOST_PORT": free_port(),
     "RABBITMQ_MANAGEMENT_HOST_PORT": free_port(),
     "MINIO_CONSOLE_HOST_PORT": free_port(),
+    # Direct uploads' part URLs name the S3 port as clients reach it.
+    "MINIO_S3_HOST_PORT": s3_port,
+    "VIDEOQ_S3_PUBLIC_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
 }
 with open(sys.argv[1], "w", encoding="utf-8") as out:
     out.writelines(f"{k}={v}\n" for k, v in values.items())
@@ -179,6 +187,8 @@ log "image sizes:"
 } | sort -u | while read -r image; do
     printf '   %-60s %s\n' "$image" "$(docker image ls --format '{{.Size}}' "$image")" >&2
 done
+
+$images_only && exit 0
 
 # --- 4. the tests -----------------------------------------------------------------------------
 export VIDEOQ_TEST_COMPOSE="${COMPOSE[*]}"

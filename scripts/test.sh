@@ -35,11 +35,14 @@ if ((${#need_apt[@]})); then
 fi
 
 # --- checkov: its own venv (it pins a boto3 that aiobotocore cannot use) -------
+# Installed while the linters run; waited for before the tests.
+checkov_pid=
 if [ -z "${CHECKOV_BIN:-}" ]; then
     if [ ! -x .venv-checkov/bin/checkov ]; then
-        log "installing checkov into .venv-checkov"
-        python3 -m venv .venv-checkov
-        .venv-checkov/bin/pip install -q checkov==3.3.30
+        log "installing checkov into .venv-checkov (log: var/checkov-install.log)"
+        (rm -rf .venv-checkov && python3 -m venv .venv-checkov \
+            && .venv-checkov/bin/pip install -q checkov==3.3.30) >var/checkov-install.log 2>&1 &
+        checkov_pid=$!
     fi
     export CHECKOV_BIN="$PWD/.venv-checkov/bin/checkov"
 fi
@@ -96,6 +99,23 @@ timed() {
 timed ruff bash -c 'ruff check . && ruff format --check .'
 timed mypy mypy
 timed governance python -m tools.governance
+if [ -n "$checkov_pid" ]; then
+    wait "$checkov_pid" || { tail -20 var/checkov-install.log >&2; exit 1; }
+fi
+
+# The container lanes' images (the Docker engine, the stand-ins, the project's
+# images), built while the main lane runs: mostly downloads and unpacking,
+# about 3 min on a fresh machine, nothing once cached.
+prepare_pid=
+if (($# == 0)); then
+    log "containers: building in the background (log: var/containers-prepare.log)"
+    # Its own session, so that a run that ends early can stop all of it.
+    setsid bash -c 'bash scripts/containers.sh >/dev/null && bash scripts/compose_check.sh --images-only' \
+        >var/containers-prepare.log 2>&1 &
+    prepare_pid=$!
+    prepare_started=$SECONDS
+    on_exit+=("kill -- -$prepare_pid 2>/dev/null || true")
+fi
 # Coverage of shared/ and services/, also inside the processes the tests start
 # ([tool.coverage] in pyproject.toml). The floor holds for the whole suite
 # (`make test`); a run of a subset (any argument) reports but is not held to it.
@@ -107,14 +127,23 @@ if (($# == 0)); then coverage+=(--cov-fail-under="$COVERAGE_FLOOR_PERCENT"); fi
 timed pytest pytest "${coverage[@]}" "$@"
 
 # --- the container lanes (whole-suite runs only; tests/cluster is not in testpaths) --
-# A Docker engine and stand-in images built from Debian's packages (cached by
-# the hash of their inputs), then a three-node RabbitMQ 4 cluster behind a
-# TCP balancer, with nodes killed under load, then the compose stack.
+# A three-node RabbitMQ 4 cluster behind a TCP balancer, with nodes killed
+# under load (alone: it holds submits to a latency bound), then side by side,
+# as they share nothing but the CPUs: the tests that use RabbitMQ against one
+# RabbitMQ 4 node, and the compose stack.
 if (($# == 0)); then
-    # It writes its `export VIDEOQ_TEST_RABBITMQ4_IMAGE=...` to var/containers.env too.
-    timed containers bash -c 'bash scripts/containers.sh >/dev/null'
+    if ! wait "$prepare_pid"; then
+        cat var/containers-prepare.log >&2
+        log "containers: building failed"
+        exit 1
+    fi
+    log "containers: built in the background in $((SECONDS - prepare_started)) s (the steps:)"
+    grep -E '^== (containers|compose): [^:]+: [0-9.]+ s$' var/containers-prepare.log || true
+    # It wrote its `export VIDEOQ_TEST_RABBITMQ4_IMAGE=...` to var/containers.env too.
     # shellcheck disable=SC1091
     source var/containers.env
+
+    timed "pytest: cluster lane" pytest --no-cov tests/cluster
 
     # RabbitMQ 4 beside this machine's 3.10: the integration and system tests
     # that use RabbitMQ, against one 4.0 node; the fault tests restart that
@@ -124,7 +153,8 @@ if (($# == 0)); then
     # runs, `videoq dev` (its broker is in-process), the 60 s 720p clip and the
     # hostile files (the decoder), the HTTP fuzzing, what the CLI and logs
     # print, and the PostgreSQL and S3 outages (the retry tiers they go
-    # through are tested on both).
+    # through are tested on both; the PostgreSQL restart would also cut off
+    # the lanes beside it).
     rmq4="videoq-test-rabbitmq4-$$"
     amqp4=$(free_port)
     api4=$(free_port)
@@ -136,16 +166,29 @@ if (($# == 0)); then
         curl -fsS -u guest:guest "http://127.0.0.1:$api4/api/overview" >/dev/null 2>&1 && break
         sleep 1
     done
+    # Each lane writes to a log of its own, printed whole when both are done.
+    lanes_started=$SECONDS
     VIDEOQ_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$amqp4/" \
         VIDEOQ_TEST_RABBITMQ_API="http://guest:guest@127.0.0.1:$api4" \
         VIDEOQ_TEST_RABBITMQCTL="docker exec $rmq4 rabbitmqctl" \
         timed "pytest: integration and system on RabbitMQ 4" pytest --no-cov -q \
-        -m "not single_broker" tests/integration tests/system
-
-    timed "pytest: cluster lane" pytest --no-cov tests/cluster
-
+        -m "not single_broker" tests/integration tests/system >var/lane-rabbitmq4.log 2>&1 &
+    rmq4_pid=$!
     # compose.yaml as shipped, up in containers: the project's images from the
-    # Dockerfile (built only when the context's hash changed), stand-ins for the
-    # images that cannot be pulled, then tests/compose against it.
-    timed "compose lane" bash scripts/compose_check.sh
+    # Dockerfile (built above), stand-ins for the images that cannot be
+    # pulled, then tests/compose against it.
+    timed "compose lane" bash scripts/compose_check.sh >var/lane-compose.log 2>&1 &
+    compose_pid=$!
+    failed=()
+    wait "$rmq4_pid" || failed+=("RabbitMQ 4 (var/lane-rabbitmq4.log)")
+    wait "$compose_pid" || failed+=("compose (var/lane-compose.log)")
+    for lane in rabbitmq4 compose; do
+        log "--- var/lane-$lane.log"
+        cat "var/lane-$lane.log"
+    done
+    log "RabbitMQ 4 and compose lanes, side by side: $((SECONDS - lanes_started)) s"
+    if ((${#failed[@]})); then
+        log "failed: ${failed[*]}"
+        exit 1
+    fi
 fi
