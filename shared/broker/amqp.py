@@ -53,12 +53,14 @@ _EXCHANGE_TYPES = {
 _PUBLISH_TIMEOUT = 10.0
 _RECONNECT_SECONDS = 1.0
 _FAILURES = (
-    aiormq.exceptions.AMQPError,
+    # aio-pika's own list of "the connection failed": AMQP and socket errors,
+    # RuntimeError ("channel closed" while reconnecting) and StopAsyncIteration,
+    # which aiormq raises when the socket is at EOF before a handshake frame
+    # (a node still booting, or a load balancer with no ready node, accepts
+    # and hangs up; uvloop sees that EOF sooner than asyncio's loop does).
+    *aio_pika.exceptions.CONNECTION_EXCEPTIONS,
     aio_pika.exceptions.PublishError,
-    ConnectionError,
-    OSError,
     TimeoutError,
-    RuntimeError,  # aio-pika: "channel closed" while reconnecting
 )
 
 

@@ -1,11 +1,14 @@
 """The RabbitMQ adapter on a real broker."""
 
 import asyncio
+import socket
+import threading
 import uuid
 from urllib.parse import quote, urlsplit
 
 import aio_pika
 import pytest
+import uvloop
 
 from shared.broker import AmqpBroker, DeadLetter
 from shared.errors import CannotStart, DependencyUnavailable
@@ -118,6 +121,43 @@ async def test_an_unreachable_broker_is_a_dependency_error():
     settings = Settings(amqp_url="amqp://guest:guest@127.0.0.1:1/")
     with pytest.raises(DependencyUnavailable):
         await AmqpBroker.connect(settings, app_id="t")
+
+
+@pytest.fixture
+def hang_up_listener():
+    """A port that accepts each connection and closes it at once, as a node
+    still booting does, or a load balancer with no ready node behind it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        for _ in range(100):
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # the listener was closed: the test is over
+                return
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+    listener.close()
+    thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(
+    "loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+def test_a_broker_that_hangs_up_during_the_handshake_is_a_dependency_error(
+    hang_up_listener, loop_factory
+):
+    # Services wait out a DependencyUnavailable at start-up; any other error
+    # (aiormq's StopAsyncIteration on uvloop, before the fix) ended them.
+    settings = Settings(amqp_url=f"amqp://guest:guest@127.0.0.1:{hang_up_listener}/")
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        for _ in range(3):
+            with pytest.raises(DependencyUnavailable):
+                runner.run(AmqpBroker.connect(settings, app_id="t"))
 
 
 async def test_a_parking_lot_left_classic_by_an_older_version_stops_start_up_with_the_fix(
