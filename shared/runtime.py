@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 
 from shared.backends import Backends, open_backends
@@ -23,11 +22,6 @@ from shared.logs import configure_logging
 from shared.metrics import Metrics
 from shared.ops_http import serve_ops
 from shared.settings import Settings
-
-if sys.platform != "win32":  # the event loop uvicorn gives the api (a dependency off Windows)
-    from uvloop import new_event_loop as _new_event_loop
-else:  # pragma: no cover
-    from asyncio import new_event_loop as _new_event_loop
 
 __all__ = ["Start", "Stop", "run_service", "wait_for_signal"]
 
@@ -81,10 +75,7 @@ def run_service(service: str, start: Start) -> None:
     settings = Settings()
     configure_logging(service=service, fmt=settings.log_format, level=settings.log_level)
     try:
-        # uvloop: its loop and transports cost less CPU per callback and per
-        # socket read than asyncio's, and a short job is mostly both.
-        with asyncio.Runner(loop_factory=_new_event_loop) as runner:
-            runner.run(serve(settings, service=service, start=start))
+        asyncio.run(serve(settings, service=service, start=start))
     except CannotStart as exc:
         logging.getLogger(f"videoq.{service}").error(
             f"{service}.start_failed", extra={"error": str(exc)}
