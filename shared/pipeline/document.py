@@ -41,11 +41,16 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+# One encoder for every call: json.dumps builds a new one per call whenever
+# an option differs from its defaults, which is per frame here.
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default
+)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON, non-ASCII kept as is; NaN and infinity are refused."""
-    return json.dumps(
-        value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default
-    )
+    return _ENCODER.encode(value)
 
 
 class ResultsWriter:
