@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import cv2
 from av.video.reformatter import VideoReformatter
 
 from shared.errors import JobInterrupted, VideoUnreadable
@@ -31,6 +32,9 @@ from shared.pipeline.video import OpenVideo, VideoInfo, open_video
 from shared.settings import Settings
 
 __all__ = ["AnalysisSummary", "VideoFilePipelineService", "decoder_threads_for"]
+
+# OpenCV's own thread count (one per CPU it may use), as it starts.
+_OPENCV_DEFAULT_THREADS = cv2.getNumThreads()
 
 # How often ``should_stop`` is asked between sampled frames (in decoded frames).
 _STOP_CHECK_FRAMES = 64
@@ -107,6 +111,7 @@ class VideoFilePipelineService:
         max_undecodable_fraction: float = 0.5,
         decoder_threads: int = 0,
         prefetch: int = 4,
+        opencv_threads: int | None = None,
     ) -> None:
         if max_width < 1 or max_height < 1 or max_frames_limit < 1:
             raise ValueError("limits must be positive")
@@ -116,6 +121,8 @@ class VideoFilePipelineService:
             raise ValueError("progress_interval must be positive")
         if decoder_threads < 0:
             raise ValueError("decoder_threads must be 0 (FFmpeg picks) or more")
+        if opencv_threads is not None and opencv_threads < 1:
+            raise ValueError("opencv_threads must be None (per pipeline) or at least 1")
         self._registry = registry
         self._max_width = max_width
         self._max_height = max_height
@@ -125,6 +132,7 @@ class VideoFilePipelineService:
         self._max_undecodable = max_undecodable_fraction
         self._decoder_threads = decoder_threads
         self._prefetch = prefetch
+        self._opencv_threads = opencv_threads
 
     @classmethod
     def from_settings(
@@ -138,6 +146,8 @@ class VideoFilePipelineService:
             progress_interval=settings.progress_interval_seconds,
             max_undecodable_fraction=settings.max_undecodable_fraction,
             decoder_threads=decoder_threads_for(settings),
+            # Several jobs at once fill the cores themselves.
+            opencv_threads=1 if settings.worker_concurrency > 1 else None,
             **limits,
         )
 
@@ -202,6 +212,7 @@ class VideoFilePipelineService:
                 self._check_planned(planned, frame_stride)
             cap = max_frames if max_frames is not None else math.inf
             analyzers = pipe.create()
+            self._set_opencv_threads(analyzers)
             writer: ResultsWriter | None = None
             try:
                 writer = ResultsWriter(
@@ -317,6 +328,22 @@ class VideoFilePipelineService:
             frame_stride=frame_stride,
             max_frames=max_frames,
         )
+
+    def _set_opencv_threads(self, analyzers: list[tuple[str, Analyzer]]) -> None:
+        """OpenCV's threads for this job: ``opencv_threads`` if set, else its
+        default pool for a pipeline with a ``parallel`` analyzer and one
+        thread for the rest (see ``Analyzer.parallel``).
+
+        OpenCV's thread count is the process's, so jobs of different
+        pipelines at once in one process set it in turn; only their speed
+        depends on it, never their results.
+        """
+        wanted = self._opencv_threads
+        if wanted is None:
+            parallel = any(analyzer.parallel for _, analyzer in analyzers)
+            wanted = _OPENCV_DEFAULT_THREADS if parallel else 1
+        if cv2.getNumThreads() != wanted:  # resizing the pool is not free
+            cv2.setNumThreads(wanted)
 
     def _check_size(self, info: VideoInfo) -> None:
         """Raise ``VideoLimitExceeded`` if over the size or duration limit."""

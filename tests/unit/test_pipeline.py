@@ -26,6 +26,7 @@ from shared.pipeline import (
 )
 from shared.pipeline import registry as registry_module
 from shared.pipeline.video import check_iso_bmff
+from shared.settings import Settings
 from tests.support.videos import (
     make_audio_only_mp4,
     make_mkv,
@@ -165,6 +166,31 @@ def test_noop_pipeline_gives_empty_results(
 ) -> None:
     _, doc = run(service, clip, tmp_path / "out.json", pipeline="noop", frame_stride=10)
     assert [r["result"] for r in doc["results"]] == [{}, {}, {}]
+
+
+def test_opencv_keeps_its_threads_only_for_pipelines_that_gain_from_them(
+    registry: PipelineRegistry, clip: Path, tmp_path: Path
+) -> None:
+    import cv2
+
+    cv2.setNumThreads(-1)  # OpenCV's default pool, whatever an earlier job left
+    default = cv2.getNumThreads()
+    if default < 2:
+        pytest.skip("one CPU: OpenCV's pool is one thread either way")
+    service = VideoFilePipelineService(registry=registry)
+    try:
+        run(service, clip, tmp_path / "scene.json", pipeline="scene", max_frames=2)
+        assert cv2.getNumThreads() == 1
+        run(service, clip, tmp_path / "faces.json", pipeline="faces", max_frames=2)
+        assert cv2.getNumThreads() == default
+        # Several jobs at once per worker process: one thread whatever the pipeline.
+        busy = VideoFilePipelineService.from_settings(
+            Settings(worker_concurrency=2), registry=registry
+        )
+        run(busy, clip, tmp_path / "busy.json", pipeline="faces", max_frames=2)
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(default)
 
 
 def test_frame_luma_is_a_zero_copy_view_of_the_y_plane(clip: Path) -> None:

@@ -36,6 +36,8 @@ def cascade_path(name: str = "haarcascade_frontalface_default.xml") -> Path:
 class FaceAnalyzer(Analyzer):
     """Face boxes per frame; see the module docstring."""
 
+    parallel = True  # detectMultiScale spreads over OpenCV's threads
+
     def __init__(
         self,
         *,
