@@ -11,6 +11,10 @@ Reads ``queue.json``, ``api_load.json``, ``upload.json`` and ``scaling.json``
 - ``scaling-workers.png``: jobs/s against worker processes (and linear scaling)
 - ``scaling-depth.png``: latency against queue depth
 - ``upload.png``: MB/s of videoq's submit against raw multipart
+- ``peer.png``: jobs/s and CPU per job of videoq beside the FastAPI + Celery
+  peer, from ``peer-1.json``, ``peer-1x4.json`` and ``peer-4.json``
+  (``bench.queue_overhead`` with 1 worker process, 1 process running 4 jobs
+  at once, 4 processes)
 """
 
 from __future__ import annotations
@@ -222,6 +226,80 @@ def upload_plot(data: dict[str, Any], out: Path) -> list[Path]:
     return [path]
 
 
+#: The peer comparison's result files, and how each ran both sides.
+PEER_RUNS = (
+    ("peer-1", "1 process,\n1 job at a time"),
+    ("peer-1x4", "1 process,\n4 jobs at once"),
+    ("peer-4", "4 processes"),
+)
+
+
+def peer_plot(folder: Path, out: Path) -> list[Path]:
+    runs = [(label, data) for name, label in PEER_RUNS if (data := _load(folder, name))]
+    if not runs:
+        print(f"no peer-*.json in {folder}: skipped")
+        return []
+    fig, (rate_ax, cpu_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
+    width = 0.38
+    for side, offset, color in (("videoq", -width / 2, "tab:blue"), ("peer", width / 2, "0.55")):
+        rates = [
+            d["summary"]["videoq_jobs_per_s"]
+            if side == "videoq"
+            else d["summary"]["peer"]["jobs_per_s"]
+            for _, d in runs
+        ]
+        bars = rate_ax.bar([i + offset for i in range(len(runs))], rates, width, color=color)
+        bars.set_label("videoq" if side == "videoq" else "peer (FastAPI + Celery)")
+        rate_ax.bar_label(bars, fmt="%.0f", padding=2, fontsize=8)
+    rate_ax.set_xticks(
+        range(len(runs)),
+        [f"{label}\nvideoq {d['summary']['ratios']['peer']:.2f}x" for label, d in runs],
+        fontsize=8,
+    )
+    rate_ax.set_ylim(0, rate_ax.get_ylim()[1] * 1.2)
+    rate_ax.set_ylabel("jobs/s (noop, median of the rounds)")
+    rate_ax.set_title("Throughput (ratio: median of the rounds' ratios)", fontsize=9)
+    rate_ax.legend(fontsize=8, loc="upper left")
+    # CPU per job, stacked by process, each side's bar beside the other's.
+    parts = list(runs[0][1]["summary"]["videoq_cpu_ms_per_job"])
+    colors = [plt.get_cmap("tab10")(k) for k in range(10)]
+    for i, (_, d) in enumerate(runs):
+        for offset, cpu in (
+            (-width / 2, d["summary"]["videoq_cpu_ms_per_job"]),
+            (width / 2, d["summary"]["peer"]["cpu_ms_per_job"]),
+        ):
+            bottom = 0.0
+            for k, part in enumerate(parts):
+                value = cpu.get(part, 0.0)
+                cpu_ax.bar(
+                    i + offset,
+                    value,
+                    width,
+                    bottom=bottom,
+                    color=colors[k % len(colors)],
+                    label=part.split(" (")[0] if i == 0 and offset < 0 else None,
+                )
+                bottom += value
+            cpu_ax.annotate(
+                f"{bottom:.1f}", (i + offset, bottom), ha="center", va="bottom", fontsize=7
+            )
+    cpu_ax.set_xticks(
+        [i + o for i in range(len(runs)) for o in (-width / 2, width / 2)],
+        ["videoq", "peer"] * len(runs),
+        fontsize=7,
+    )
+    cpu_ax.set_ylabel("CPU ms per job")
+    cpu_ax.set_title("CPU per job by process (groups as on the left)", fontsize=9)
+    cpu_ax.set_ylim(0, cpu_ax.get_ylim()[1] * 1.15)
+    cpu_ax.legend(fontsize=7, ncol=3, loc="upper left")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    _footer(fig, runs[0][1])
+    path = out / "peer.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.plots", description=(__doc__ or "").split("\n\n")[0]
@@ -242,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"no {name}.json in {args.results}: skipped")
             continue
         written += draw(data, args.out)
+    written += peer_plot(args.results, args.out)
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -519,6 +519,13 @@ async def videoq_pair_round(
     return figures
 
 
+def peer_pool_size(args: argparse.Namespace) -> int:
+    """The peer worker's ``-c``: its processes, or with the threads pool its threads."""
+    if args.peer_pool == "threads" and args.peer_threads:
+        return int(args.peer_threads)
+    return int(args.workers)
+
+
 async def peer_round(
     s3: str, payload: Work, args: argparse.Namespace, *, s3_pid: int | None
 ) -> VideoqRun:
@@ -528,7 +535,7 @@ async def peer_round(
 
     async with peer_stack(s3) as peer:
         url = peer.start_api()
-        await peer.start_worker(args.workers, pool=args.peer_pool)
+        await peer.start_worker(peer_pool_size(args), pool=args.peer_pool)
         db = await asyncpg.connect(peer.database_url)
         limits = httpx.Limits(
             max_connections=args.concurrency, max_keepalive_connections=args.concurrency
@@ -620,8 +627,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if with_peer:
         print(
             f"peer (bench/peer/, FastAPI + Celery): the same jobs and load, one Celery worker"
-            f" with {args.workers} {args.peer_pool} process(es); videoq and the peer alternate"
-            " which goes first in each round",
+            f" with {peer_pool_size(args)} {args.peer_pool}"
+            f" {'thread(s) in one process' if args.peer_pool == 'threads' else 'process(es)'};"
+            " videoq and the peer alternate which goes first in each round",
             flush=True,
         )
     rounds: list[Round] = []
@@ -790,6 +798,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="prefork",
         help="the Celery pool of the peer's worker (its processes: --workers)",
     )
+    parser.add_argument(
+        "--peer-threads",
+        type=int,
+        help="with --peer-pool threads: tasks the peer's one process runs at once"
+        " (default --workers), the peer's counterpart of --worker-concurrency",
+    )
     parser.add_argument("--light-jobs", type=int, help="jobs in the light-load phase")
     parser.add_argument("--light-rate", type=float, default=5.0, help="light-load submits/s")
     parser.add_argument("--repeat", type=int, help="rounds (the median is reported)")
@@ -817,6 +831,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.whatif and args.baseline:
         parser.error("--whatif and --baseline are exclusive")
+    if args.peer_threads and args.peer_pool != "threads":
+        parser.error("--peer-threads needs --peer-pool threads")
     args.jobs = args.jobs or (20 if args.quick else 2000)
     args.light_jobs = args.light_jobs or (5 if args.quick else 100)
     args.repeat = args.repeat or (1 if args.quick else 3)
