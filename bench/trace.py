@@ -21,7 +21,10 @@ measure a proposed change before anyone makes it in the code:
   8 MiB buffer more), instead of not reading the request while a part uploads;
 - ``stock-http``: uvicorn on the stock asyncio loop and h11, the way it ran
   before uvloop and httptools were dependencies (a what-if in reverse: it
-  measures what they bring).
+  measures what they bring);
+- ``inline-tiny``: the worker runs the pipeline on its event loop instead of
+  handing each job to a thread (what the thread hand-off costs a tiny
+  ``noop`` job; not safe for real jobs, which would block the loop).
 
 Two earlier what-ifs landed in the code after they were measured here and
 are gone from this list: ``async-deps`` (commit 5da7ab8) and
@@ -180,7 +183,26 @@ def _whatif_stock_http() -> None:
     uvicorn.run = stock
 
 
+def _whatif_inline_tiny() -> None:
+    """The worker runs the pipeline on its event loop instead of a thread (the
+    "thread hand-off for tiny jobs" candidate; only safe for tiny jobs)."""
+    import asyncio
+    import types
+
+    from services.worker import worker
+
+    async def inline(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    shim = types.SimpleNamespace(
+        **{k: getattr(asyncio, k) for k in dir(asyncio) if not k.startswith("__")}
+    )
+    shim.to_thread = inline
+    setattr(worker, "asyncio", shim)  # noqa: B010 - only the worker module sees the shim
+
+
 WHATIFS = {
+    "inline-tiny": _whatif_inline_tiny,
     "upload-overlap": _whatif_upload_overlap,
     "stock-http": _whatif_stock_http,
 }

@@ -28,7 +28,7 @@ from shared.pipeline.frame import Frame
 from shared.pipeline.prefetch import prefetched
 from shared.pipeline.registry import PipelineRegistry
 from shared.pipeline.sampling import Sampling, SparsePlan, plan_sparse
-from shared.pipeline.video import OpenVideo, VideoInfo, open_video
+from shared.pipeline.video import SHORT_CLIP_FRAMES, OpenVideo, VideoInfo, open_video
 from shared.settings import Settings
 
 __all__ = ["AnalysisSummary", "VideoFilePipelineService", "decoder_threads_for"]
@@ -38,11 +38,6 @@ _OPENCV_DEFAULT_THREADS = cv2.getNumThreads()
 
 # How often ``should_stop`` is asked between sampled frames (in decoded frames).
 _STOP_CHECK_FRAMES = 64
-#: Clips of at most this many frames decode on the analysing thread: a
-#: thread hand-off per frame costs more than the overlap wins when the whole
-#: decode takes a few milliseconds (a 5-frame noop job spent ~17 % of its
-#: worker CPU in the hand-off).
-_PREFETCH_MIN_FRAMES = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,9 +228,12 @@ class VideoFilePipelineService:
                     else video.sparse_frames(plan)
                 )
                 if self._prefetch and (
-                    info.frame_count is None or info.frame_count > _PREFETCH_MIN_FRAMES
+                    info.frame_count is None or info.frame_count > SHORT_CLIP_FRAMES
                 ):
-                    # Decode on a thread of its own, a few frames ahead.
+                    # Decode on a thread of its own, a few frames ahead. Not
+                    # for a short clip: a thread hand-off per frame costs more
+                    # than the overlap wins when the whole decode takes a
+                    # millisecond or two.
                     samples = prefetched(samples, depth=self._prefetch, name="videoq-decode")
                 with contextlib.closing(samples):  # stops the decode thread first
                     for index, av_frame in samples:

@@ -205,6 +205,21 @@ def test_concurrent_jobs_share_the_cpus_among_their_decoder_threads() -> None:
     assert decoder_threads_for(Settings(worker_concurrency=4, decoder_threads=3)) == 3
 
 
+def test_a_short_clip_decodes_without_frame_threads(clip: Path, tmp_path: Path) -> None:
+    short = write_mp4(
+        tmp_path / "short.mp4",
+        (segment_frame(0, i, width=64, height=48) for i in range(5)),
+        fps=FPS,
+    )
+    with open_video(short, threads=4) as video:
+        assert video.info.frame_count == 5
+        assert video.stream.codec_context.thread_count == 1
+        assert len(list(video.frames())) == 5
+    with open_video(clip, threads=4) as video:  # 80 frames: threads as asked
+        assert video.stream.codec_context.thread_count == 4
+        assert len(list(video.frames())) == FRAMES
+
+
 def _decoded(video_path: Path, mode: str, *, threads: int) -> tuple[list[Any], Any, int]:
     """The frames one decode puts out (index, pts, concealed), its damage and restarts."""
     with open_video(video_path, threads=threads) as video:
